@@ -1,0 +1,74 @@
+# dil_causal developer commands. Needs only python3 and make: everything else goes into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+# Never let a test or a notebook reach a hub.
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test check-export check-clean check-readme nbtest pytest docs readme lock clean help
+
+help:
+	@echo "make install  create .venv (if missing) and install dil_causal with its dev tools (idempotent)"
+	@echo "make demo     install, then train ERM and DIL_sf on the embedded photos and compare them"
+	@echo "make test     install, then: export and clean leave no diff, README is current, nbdev_test, pytest"
+	@echo "make docs     build the docs into _docs/ (Quarto site if quarto is on PATH, else an HTML preview)"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is installed first and pinned: an open torch requirement on a bare machine pulls a multi-GB CUDA build.
+$(STAMP): $(VENV)/bin/python settings.ini setup.py constraints.txt
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH_PIN)
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/dil-causal demo
+
+# nbdev_export and nbdev_clean must leave the tree as committed: the notebooks are the source.
+check-export: install
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- dil_causal)" ]; then \
+	  git status --porcelain -- dil_causal; git diff --stat -- dil_causal; \
+	  echo "nbdev_export changed dil_causal/: edit the notebook, export, commit"; exit 1; fi
+
+check-clean: install
+	$(BIN)/nbdev_clean
+	@if [ -n "$$(git status --porcelain -- nbs)" ]; then \
+	  git status --porcelain -- nbs; echo "nbdev_clean changed nbs/: run nbdev_clean and commit"; exit 1; fi
+
+check-readme: install
+	$(BIN)/python .ci/readme.py --check
+
+nbtest: install
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: install
+	$(BIN)/python -m pytest tests/ -v
+
+test: check-export check-clean check-readme nbtest pytest
+
+readme: install
+	$(BIN)/python .ci/readme.py
+
+docs: install
+	@if command -v quarto >/dev/null 2>&1; then \
+	  $(BIN)/nbdev_docs; \
+	else \
+	  echo "quarto is not on PATH: building the Quarto-free HTML preview into _docs/"; \
+	  $(BIN)/python .ci/docs_preview.py; \
+	fi
+
+lock: install
+	{ head -n 2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch=='; echo "$(TORCH_PIN)"; } > constraints.new && mv constraints.new constraints.txt
+
+clean:
+	rm -rf _proc _docs runs .pytest_cache
