@@ -1,0 +1,34 @@
+"""Make README.md from nbs/index.ipynb (nbdev's readme notebook) without Quarto, or check it is current.
+
+nbdev_readme needs Quarto; nbconvert's markdown exporter gives the same text from the notebook's markdown cells.
+Usage: python .ci/readme.py [--check]
+"""
+import argparse, sys
+from pathlib import Path
+
+import nbformat
+from nbconvert import MarkdownExporter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render() -> str:
+    nb = nbformat.read(ROOT / "nbs" / "index.ipynb", as_version=4)
+    nb.cells = [c for c in nb.cells if not c.source.lstrip().startswith("#|")]
+    body, _ = MarkdownExporter().from_notebook_node(nb)
+    note = "<!-- Generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file. -->\n\n"
+    return note + body.strip() + "\n"
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="fail if README.md differs from the notebook")
+    args = ap.parse_args()
+    text, readme = render(), ROOT / "README.md"
+    if args.check:
+        if readme.read_text() != text:
+            sys.exit("README.md is out of date with nbs/index.ipynb: run `make readme` and commit")
+        print("README.md is current")
+    else:
+        readme.write_text(text)
+        print(f"wrote {readme}")
