@@ -14,13 +14,14 @@ from pathlib import Path
 import nbformat
 import yaml
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 from nbdev.config import get_config
 from nbdev.quarto import nbdev_sidebar, refresh_quarto_yml
 from nbdev.serve import proc_nbs
 
 BANNER = ('<div style="background:#fff3cd;border-bottom:1px solid #e0c36a;padding:.5em 1em;font-family:sans-serif">'
           '<b>Quarto-free preview.</b> Built by <code>make docs</code> with nbdev\'s processing and nbconvert because '
-          'Quarto is not installed here; the published site is rendered by Quarto (<code>nbdev_docs</code>).</div>')
+          'Quarto is not installed here; the published site is rendered by Quarto (<code>nbdev_docs</code>). Equations show as LaTeX source here (MathJax needs a network).</div>')
 
 
 def page_name(nb: Path) -> str:
@@ -51,12 +52,19 @@ def main(out: str = "_docs"):
         nb = nbformat.read(p, as_version=4)
         fm = front_matter(nb)
         nb.cells = [c for c in nb.cells if not (c.cell_type == "raw" and c.source.startswith("---"))]
+        for c in nb.cells:  # what Quarto does with cell directives: hide `echo: false` inputs, drop the `#|` lines
+            if c.cell_type != "code": continue
+            if re.search(r"^#\|\s*echo:\s*false", c.source, re.M): c.metadata.setdefault("tags", []).append("hide-input")
+            c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|"))
+        nb.cells = [c for c in nb.cells if c.cell_type != "code" or c.source.strip() or c.get("outputs")]
         pages.append((p, nb, fm.get("title", p.stem), fm.get("description", "")))
     nav = " · ".join(f'<a href="{page_name(p)}">{html.escape(t)}</a>' for p, _, t, _ in pages)
     exporter = HTMLExporter(template_name="lab")
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True), enabled=True)
     manifest = []
     for p, nb, title, desc in pages:
         body, _ = exporter.from_notebook_node(nb)
+        body = body.replace('{target="_blank" style="float:right; font-size:smaller"}', "")  # Quarto-only attribute
         header = (f'{BANNER}<nav style="padding:.5em 1em;font-family:sans-serif;border-bottom:1px solid #ddd">'
                   f'<b>{html.escape(site.get("title", cfg.lib_name))}</b> — {nav}</nav>'
                   f'<header style="padding:0 1em"><h1 class="title">{html.escape(title)}</h1>'
