@@ -1,0 +1,80 @@
+"""Multi-process parity and kill-and-resume, with real processes (gloo ranks on CPU)."""
+import json, os, signal, socket, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+
+from dil_causal.models import build
+
+from conftest import ROOT, run, venv_bin
+
+WORKER = str(ROOT / "tests" / "train_worker.py")
+SMALL = dict(backbone="rrdb-tiny", backbone_kwargs={"nf": 8, "gc": 4}, patch_size=16, steps=3, lr=1e-3,
+             inner_lr=1e-3, log_every=1, progress=False, seed=3)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def write_cfg(path: Path, **cfg) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg)); return path
+
+
+@pytest.mark.parametrize("method", ["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"])
+def test_two_ranks_match_one_process(tmp_path, method):
+    "accelerate launch --multi_gpu --num_processes 2 on CPU: ranks agree, and equal one process with the same global batch."
+    two = write_cfg(tmp_path / "two.json", method=method, batch_size=2, output_dir=str(tmp_path / "two"), **SMALL)
+    one = write_cfg(tmp_path / "one.json", method=method, batch_size=4, output_dir=str(tmp_path / "one"), **SMALL)
+    r = run([venv_bin("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+             WORKER, str(two)], env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    r1 = run([sys.executable, WORKER, str(one)], env={"OMP_NUM_THREADS": "1"})
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    rank0, rank1 = (load_file(str(tmp_path / "two" / f"rank{i}.safetensors")) for i in (0, 1))
+    single = load_file(str(tmp_path / "one" / "rank0.safetensors"))
+    set_seed(SMALL["seed"])  # fit's initialisation: training must have moved every run away from it
+    init = build(SMALL["backbone"], **SMALL["backbone_kwargs"]).state_dict()
+    assert max((single[k] - init[k]).abs().max().item() for k in single) > 1e-4
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), f"{method}: ranks differ in {k}"
+        torch.testing.assert_close(rank0[k], single[k], atol=1e-5, rtol=0, msg=f"{method}: 2 ranks vs 1 process, {k}")
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        with safe_open(str(path), framework="pt") as f: return json.loads(f.metadata()["train_state"])["step"]
+    except Exception: return -1
+
+
+@pytest.mark.parametrize("method", ["dil_sf", "dil_ps"])
+def test_killed_run_resumes_bit_identical(tmp_path, method):
+    "SIGKILL a training process after a checkpoint, resume it: the final parameters equal an uninterrupted run's."
+    cfg = dict(SMALL, method=method, steps=24, ckpt_every=3, batch_size=2)
+    whole = write_cfg(tmp_path / "whole.json", output_dir=str(tmp_path / "whole"), **cfg)
+    killed = write_cfg(tmp_path / "killed.json", output_dir=str(tmp_path / "killed"), **cfg)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen([sys.executable, WORKER, str(killed)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.safetensors"
+    deadline = time.time() + 300
+    while checkpoint_step(ckpt) < 6 and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    stopped_at = checkpoint_step(ckpt)
+    assert 6 <= stopped_at < 24 and not (tmp_path / "killed" / "rank0.safetensors").exists()
+    r = run([sys.executable, WORKER, str(killed), "--resume"], env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run([sys.executable, WORKER, str(whole)], env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (load_file(str(tmp_path / d / "rank0.safetensors")) for d in ("whole", "killed"))
+    for k in a: assert torch.equal(a[k], b[k]), f"{method}: resumed run differs in {k} (killed at step {stopped_at})"
+    hist = [json.loads(l) for l in (tmp_path / "killed" / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == list(range(1, 25))
