@@ -30,3 +30,36 @@ def test_demo_end_to_end(tmp_path):
     png = tmp_path / "psnr_vs_sigma.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in r.stdout
     assert (tmp_path / "erm" / "model.safetensors").exists() and (tmp_path / "dil_sf" / "model.safetensors").exists()
+
+
+def test_train_eval_restore_round_trip(tmp_path, shared_data):
+    "train from a config file, evaluate the checkpoint on real images, restore a real image with tiles."
+    import json
+    from PIL import Image
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"_comment": "tiny", "method": "dil_pf", "steps": 4, "patch_size": 16,
+                               "batch_size": 2, "progress": False, "output_dir": str(tmp_path / "run")}))
+    r = run([venv_bin("dil-causal"), "train", "--config", str(cfg), "--set", "lr=0.001,log_every=2"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpt = tmp_path / "run" / "model.safetensors"
+    assert str(ckpt) in r.stdout
+    r = run([venv_bin("dil-causal"), "eval", "--checkpoint", str(ckpt), "--data", str(shared_data / "Set5"),
+             "--limit", "2", "--output", str(tmp_path / "eval.csv")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "protocol dil" in r.stdout and (tmp_path / "eval.csv").exists()
+    assert {int(m) for m in re.findall(r"^\s*gaussian_noise\s+(\d+)", r.stdout, re.M)} == {5, 10, 15, 20, 30, 40, 50}
+    src = shared_data / "Set5" / "bird.png"
+    out = tmp_path / "bird_restored.png"
+    r = run([venv_bin("dil-causal"), "restore", str(src), str(out), "--checkpoint", str(ckpt), "--tile", "96"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Image.open(out).size == Image.open(src).size
+
+
+def test_data_verify_and_bad_config(tmp_path, shared_data):
+    r = run([venv_bin("dil-causal"), "data", "verify", "--name", "CBSD68", "--root", str(shared_data)])
+    assert r.returncode == 0 and "CBSD68: verified" in r.stdout, r.stderr[-2000:]
+    r = run([venv_bin("dil-causal"), "train", "--config", str(tmp_path / "missing.json")])
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    (tmp_path / "bad.json").write_text('{"method": "dil_zz"}')
+    r = run([venv_bin("dil-causal"), "train", "--config", str(tmp_path / "bad.json")])
+    assert r.returncode == 1 and "unknown method 'dil_zz'" in r.stderr
