@@ -1,0 +1,88 @@
+"""Trainer speed, measured in one run on one machine.
+
+1. Time per forward/backward pass of every method, as a ratio to ERM (goals: dil_sf, dil_pf <= 1.15; dil_ss,
+   dil_ps <= 3). Each method trains through `fit` for WARMUP + STEPS outer steps; the rate is taken over the last
+   STEPS, from the history's wall-clock column.
+2. The outer-step time of `dil_sf` against a loop written in the public code's style (a deep copy of the
+   state_dict into the task network every step, one DataLoader per noise level, the meta-gradient from two
+   state_dicts) on the same backbone, patch and batch (goal: >= 1.3x faster).
+
+Usage: python bench/trainer.py [--backbone rrdb-tiny] [--patch 32] [--batch 8] [--steps 20] [--threads 2]
+"""
+import argparse, copy, tempfile, time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from dil_causal.data import PatchDataset, load_images
+from dil_causal.models import build
+from dil_causal.train import fit
+
+METHODS = ("erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps")
+SIGMAS = (5, 10, 15, 20)
+
+
+def per_pass_seconds(method, args, tmp):
+    steps = args.warmup + args.steps
+    r = fit(method=method, backbone=args.backbone, patch_size=args.patch, batch_size=args.batch, steps=steps,
+            log_every=1, lr=1e-4, output_dir=f"{tmp}/{method}", progress=False, seed=0)
+    h = r.history.set_index("step")
+    t = h.seconds[steps] - h.seconds[args.warmup]
+    p = h.passes[steps] - h.passes[args.warmup]
+    return t / p, t / args.steps
+
+
+def public_style_outer_seconds(args):
+    "dil_sf in the public code's style: state_dict deep copy per step, one DataLoader per level."
+    torch.manual_seed(0)
+    images = load_images("skimage")
+    meta, task = build(args.backbone), build(args.backbone)
+    meta_opt = torch.optim.Adam(meta.parameters(), lr=1e-4)
+    task_opt = torch.optim.Adam(task.parameters(), lr=1e-4, betas=(0.0, 0.999))
+    n = (args.warmup + args.steps) * args.batch
+    loaders = [iter(DataLoader(PatchDataset(images, args.patch, n, seed=level), batch_size=args.batch))
+               for level in range(len(SIGMAS))]
+    times = []
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        task.load_state_dict(copy.deepcopy(meta.state_dict()))
+        for level in torch.randperm(len(SIGMAS)).tolist():
+            clean = next(loaders[level])
+            noisy = (clean + torch.randn_like(clean) * SIGMAS[level] / 255).clamp(0, 1)
+            loss = F.l1_loss(task(noisy), clean)
+            task_opt.zero_grad(); loss.backward(); task_opt.step()
+        meta_sd, task_sd = meta.state_dict(), task.state_dict()
+        for name, p in meta.named_parameters(): p.grad = meta_sd[name] - task_sd[name]
+        meta_opt.step(); meta_opt.zero_grad()
+        times.append(time.perf_counter() - t0)
+    return sum(times[args.warmup:]) / args.steps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="rrdb-tiny")
+    ap.add_argument("--patch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="rounds over all methods; the fastest of each is kept")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.backbone}, batch {args.batch}x3x{args.patch}x{args.patch}, "
+          f"{args.steps} timed outer steps after {args.warmup} warm-up, best of {args.repeats} rounds")
+    with tempfile.TemporaryDirectory() as tmp:  # two rounds, interleaved; the faster of each is kept (shared machines)
+        rounds = [{m: per_pass_seconds(m, args, tmp) for m in METHODS} for _ in range(args.repeats)]
+        rows = {m: min((r[m] for r in rounds), key=lambda t: t[0]) for m in METHODS}
+        public = min(public_style_outer_seconds(args) for _ in range(args.repeats))
+    base = rows["erm"][0]
+    print(f"\n{'method':8s} {'ms/pass':>9s} {'ratio to ERM':>13s} {'ms/outer step':>14s}")
+    for m, (pp, ps) in rows.items(): print(f"{m:8s} {pp * 1e3:9.1f} {pp / base:13.2f} {ps * 1e3:14.1f}")
+    ours = rows["dil_sf"][1]
+    print(f"\ndil_sf outer step: ours {ours * 1e3:.1f} ms, public-style loop {public * 1e3:.1f} ms "
+          f"-> ours is {public / ours:.2f}x as fast")
+
+
+if __name__ == "__main__":
+    main()
