@@ -49,7 +49,7 @@ check-readme: install
 	$(BIN)/python .ci/readme.py --check
 
 nbtest: install
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: install
 	$(BIN)/python -m pytest tests/ -v
