@@ -74,7 +74,7 @@ def main(out: str = "_docs"):
         name = "index.html" if p.stem == "index" else page_name(p)
         (out / name).write_text(body)
         n_figs = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                     if "image/png" in o.get("data", {}))
+                     if {"image/png", "image/jpeg"} & set(o.get("data", {})))
         manifest.append({"notebook": p.name, "page": name, "title": title, "figures": n_figs})
     (out / "preview.json").write_text(json.dumps(manifest, indent=1))
     print(f"Quarto-free preview: {len(manifest)} pages in {out}/ (open {out}/index.html)")

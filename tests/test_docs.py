@@ -28,8 +28,9 @@ def test_preview_has_a_page_per_notebook(tmp_path):
         assert f'<h1 class="title">{title}</h1>' in html, (p.name, title)
         assert "Quarto-free preview" in html
         figures = sum(1 for c in nb.cells if c.cell_type == "code"
-                      for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
-        assert html.count("data:image/png;base64,") >= figures, (p.name, figures)
+                      for o in c.get("outputs", []) if {"image/png", "image/jpeg"} & set(o.get("data", {})))
+        embedded = html.count("data:image/png;base64,") + html.count("data:image/jpeg;base64,")
+        assert embedded >= figures, (p.name, figures, embedded)
     assert (out / "index.html").exists()
     # the pages that teach with pictures do carry them
     assert manifest["20_distortions.ipynb"]["figures"] >= 1 and manifest["52_diagnostics.ipynb"]["figures"] >= 1
