@@ -27,25 +27,30 @@ def write_cfg(path: Path, **cfg) -> Path:
     path.write_text(json.dumps(cfg)); return path
 
 
-@pytest.mark.parametrize("method", ["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"])
-def test_two_ranks_match_one_process(tmp_path, method):
+METHODS = ["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"]
+
+
+def test_two_ranks_match_one_process(tmp_path):
     "accelerate launch --multi_gpu --num_processes 2 on CPU: ranks agree, and equal one process with the same global batch."
-    two = write_cfg(tmp_path / "two.json", method=method, batch_size=2, output_dir=str(tmp_path / "two"), **SMALL)
-    one = write_cfg(tmp_path / "one.json", method=method, batch_size=4, output_dir=str(tmp_path / "one"), **SMALL)
+    two = [write_cfg(tmp_path / f"two_{m}.json", method=m, batch_size=2, output_dir=str(tmp_path / "two" / m), **SMALL)
+           for m in METHODS]
+    one = [write_cfg(tmp_path / f"one_{m}.json", method=m, batch_size=4, output_dir=str(tmp_path / "one" / m), **SMALL)
+           for m in METHODS]
     r = run([venv_bin("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-             WORKER, str(two)], env={"OMP_NUM_THREADS": "1"})
+             WORKER, *map(str, two)], env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
-    r1 = run([sys.executable, WORKER, str(one)], env={"OMP_NUM_THREADS": "1"})
+    r1 = run([sys.executable, WORKER, *map(str, one)], env={"OMP_NUM_THREADS": "1"})
     assert r1.returncode == 0, r1.stderr[-3000:]
-    rank0, rank1 = (load_file(str(tmp_path / "two" / f"rank{i}.safetensors")) for i in (0, 1))
-    single = load_file(str(tmp_path / "one" / "rank0.safetensors"))
     set_seed(SMALL["seed"])  # fit's initialisation: training must have moved every run away from it
     init = build(SMALL["backbone"], **SMALL["backbone_kwargs"]).state_dict()
-    assert max((single[k] - init[k]).abs().max().item() for k in single) > 1e-4
-    for k in rank0:
-        assert torch.equal(rank0[k], rank1[k]), f"{method}: ranks differ in {k}"
-        torch.testing.assert_close(rank0[k], single[k], atol=1e-5, rtol=0, msg=f"{method}: 2 ranks vs 1 process, {k}")
+    for m in METHODS:
+        rank0, rank1 = (load_file(str(tmp_path / "two" / m / f"rank{i}.safetensors")) for i in (0, 1))
+        single = load_file(str(tmp_path / "one" / m / "rank0.safetensors"))
+        assert max((single[k] - init[k]).abs().max().item() for k in single) > 1e-4, m
+        for k in rank0:
+            assert torch.equal(rank0[k], rank1[k]), f"{m}: ranks differ in {k}"
+            torch.testing.assert_close(rank0[k], single[k], atol=1e-5, rtol=0, msg=f"{m}: 2 ranks vs 1 process, {k}")
 
 
 def checkpoint_step(path: Path) -> int:
@@ -54,10 +59,10 @@ def checkpoint_step(path: Path) -> int:
     except Exception: return -1
 
 
-@pytest.mark.parametrize("method", ["dil_sf", "dil_ps"])
+@pytest.mark.parametrize("method", ["dil_ps"])  # first order resumes bit-identically in nbs/40_train too
 def test_killed_run_resumes_bit_identical(tmp_path, method):
     "SIGKILL a training process after a checkpoint, resume it: the final parameters equal an uninterrupted run's."
-    cfg = dict(SMALL, method=method, steps=24, ckpt_every=3, batch_size=2)
+    cfg = dict(SMALL, method=method, steps=16, ckpt_every=2, batch_size=2)
     whole = write_cfg(tmp_path / "whole.json", output_dir=str(tmp_path / "whole"), **cfg)
     killed = write_cfg(tmp_path / "killed.json", output_dir=str(tmp_path / "killed"), **cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -65,11 +70,11 @@ def test_killed_run_resumes_bit_identical(tmp_path, method):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoint.safetensors"
     deadline = time.time() + 300
-    while checkpoint_step(ckpt) < 6 and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
+    while checkpoint_step(ckpt) < 4 and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed: make it longer"
     proc.send_signal(signal.SIGKILL); proc.wait()
     stopped_at = checkpoint_step(ckpt)
-    assert 6 <= stopped_at < 24 and not (tmp_path / "killed" / "rank0.safetensors").exists()
+    assert 4 <= stopped_at < 16 and not (tmp_path / "killed" / "rank0.safetensors").exists()
     r = run([sys.executable, WORKER, str(killed), "--resume"], env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     r = run([sys.executable, WORKER, str(whole)], env={"OMP_NUM_THREADS": "1"})
@@ -77,4 +82,4 @@ def test_killed_run_resumes_bit_identical(tmp_path, method):
     a, b = (load_file(str(tmp_path / d / "rank0.safetensors")) for d in ("whole", "killed"))
     for k in a: assert torch.equal(a[k], b[k]), f"{method}: resumed run differs in {k} (killed at step {stopped_at})"
     hist = [json.loads(l) for l in (tmp_path / "killed" / "history.jsonl").read_text().splitlines()]
-    assert [h["step"] for h in hist] == list(range(1, 25))
+    assert [h["step"] for h in hist] == list(range(1, 17))
