@@ -26,7 +26,7 @@ SIGMAS = (5, 10, 15, 20)
 def per_pass_seconds(method, args, tmp):
     steps = args.warmup + args.steps
     r = fit(method=method, backbone=args.backbone, patch_size=args.patch, batch_size=args.batch, steps=steps,
-            log_every=1, lr=1e-4, output_dir=f"{tmp}/{method}", progress=False, seed=0)
+            log_every=args.warmup, lr=1e-4, output_dir=f"{tmp}/{method}", progress=False, seed=0)  # rows at warm-up and end
     h = r.history.set_index("step")
     t = h.seconds[steps] - h.seconds[args.warmup]
     p = h.passes[steps] - h.passes[args.warmup]
