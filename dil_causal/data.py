@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'DATASETS', 'uint8_to_tensor', 'tensor_to_uint8',
-           'skimage_images', 'read_image', 'image_folder', 'load_images', 'augment', 'PatchDataset', 'DatasetSpec',
-           'data_root', 'find_dataset', 'sha256_file', 'read_manifests', 'verify_dataset', 'download_dataset',
-           'get_dataset', 'load_dataset', 'list_datasets']
+           'skimage_images', 'read_image', 'image_files', 'image_folder', 'load_images', 'augment', 'PatchDataset',
+           'DatasetSpec', 'data_root', 'find_dataset', 'sha256_file', 'read_manifests', 'verify_dataset',
+           'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets']
 
 # %% ../nbs/21_data.ipynb #90880039
 def uint8_to_tensor(img: np.ndarray, # (H,W,3) uint8 RGB
@@ -70,14 +70,19 @@ def read_image(path: str|Path, # an image file (png, jpg, bmp, tif)
     if scale is None: raise ValueError(f"{path}: unsupported pixel type {img.dtype} (expected 8- or 16-bit)")
     return torch.from_numpy(img.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
 
-def image_folder(folder: str|Path, # a folder of images (not searched recursively)
-                ) -> dict[str, Tensor]: # file name -> (3,H,W) float in [0, 1], sorted by name
-    "All images in `folder`, read with `read_image`."
+def image_files(folder: str|Path, # a folder of images (not searched recursively)
+               ) -> list[Path]: # the image files, sorted by name
+    "The image files in `folder`; an error names a missing or imageless folder."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
     if not files: raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return {f.name: read_image(f) for f in files}
+    return files
+
+def image_folder(folder: str|Path, # a folder of images (not searched recursively)
+                ) -> dict[str, Tensor]: # file name -> (3,H,W) float in [0, 1], sorted by name
+    "All images in `folder`, read with `read_image`."
+    return {f.name: read_image(f) for f in image_files(folder)}
 
 def load_images(source: str, # "skimage" (the embedded default) or the path of an image folder
                 split: str = "train", # for "skimage": which split, "train" or "test"

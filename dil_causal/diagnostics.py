@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn, Tensor
 
 from .data import load_images
+from .models import model_device
 from .evaluate import evaluate
 from .sampler import Confounder, get_preset
 
@@ -78,8 +79,7 @@ def features(model: nn.Module|None, # the backbone; None pools the input itself 
     "Pooled intermediate features of `model` for each image of `x`, caught with a forward hook."
     if model is None: return pool(x.float()).numpy()
     module = _layer(model, layer)
-    params = list(model.parameters())
-    device = params[0].device if params else torch.device("cpu")
+    device = model_device(model)
     caught = []
     hook = module.register_forward_hook(lambda mod, inp, out: caught.append(pool(out.float()).cpu()))
     was_training = model.training
@@ -272,8 +272,7 @@ def restoration_errors(models: nn.Module|dict[str, nn.Module|None], # a restorer
         if model is not None:
             was_training = model.training
             model.eval()
-            device = next(model.parameters()).device
-            x = torch.cat([model(b.to(device)).cpu() for b in x.split(64)])
+            x = torch.cat([model(b.to(model_device(model))).cpu() for b in x.split(64)])
             model.train(was_training)
         out = (x.clamp(0, 1) * 255).round().reshape(N, K, -1)
         err = (out - (clean * 255).round().reshape(N, 1, -1)).pow(2).mean(-1).sqrt().numpy()

@@ -11,6 +11,7 @@ from torch import nn, Tensor
 from tqdm.auto import tqdm
 
 from .data import tensor_to_uint8
+from .models import model_device
 from .metrics import calculate_psnr, calculate_ssim
 from .sampler import Confounder, get_preset
 
@@ -45,8 +46,7 @@ def evaluate(model: nn.Module|None, # the restorer; None measures the distorted 
         seed, clip = PROTOCOLS[protocol]["seed"], PROTOCOLS[protocol]["clip"]
     confs = get_preset(confounders) if isinstance(confounders, str) else list(confounders)
     model = _Identity() if model is None else model
-    params = list(model.parameters())
-    device = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     rows = []

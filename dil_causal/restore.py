@@ -14,8 +14,8 @@ from PIL import Image
 from torch import nn, Tensor
 from tqdm.auto import tqdm
 
-from .data import IMAGE_EXTENSIONS, read_image, tensor_to_uint8
-from .models import load_model
+from .data import image_files, read_image, tensor_to_uint8
+from .models import load_model, model_device
 from .models.swinir import SwinLayer
 
 # %% auto #0
@@ -57,10 +57,6 @@ def blend_weights(n: int, # image size along the axis
     return a, b, w.float()
 
 # %% ../nbs/35_restore.ipynb #1c06a439
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
 def restore(model: nn.Module, # a restoration backbone: (B,3,h,w) -> (B,3,h,w)
             image: Tensor, # (3,H,W) or (B,3,H,W) float in [0, 1], on any device
             tile: int|None = None, # core size of the tiles in pixels; None: the whole image in one pass
@@ -76,7 +72,7 @@ def restore(model: nn.Module, # a restoration backbone: (B,3,h,w) -> (B,3,h,w)
     if overlap < 0: raise ValueError(f"overlap must be >= 0, got {overlap}")
     single = image.ndim == 3
     x = image[None] if single else image
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model = model.to(device)
     was_training = model.training
     model.eval()
@@ -140,10 +136,7 @@ def restore_folder(model: nn.Module, # a restoration backbone
                    progress: bool = True, # show progress bars over the files and the tiles
                   ) -> list[Path]: # the written files, in name order
     "Restore every image in a folder, one at a time, into PNGs."
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir(): raise FileNotFoundError(f"image folder {input_dir} does not exist")
-    files = sorted(f for f in input_dir.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files: raise ValueError(f"image folder {input_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    files = image_files(input_dir)
     return [restore_file(model, f, Path(output_dir) / f"{f.stem}.png", tile, overlap, device, progress)
             for f in tqdm(files, desc="images", unit="image", disable=not progress or len(files) < 2)]
 

@@ -5,7 +5,7 @@
 # %% ../nbs/40_train.ipynb #8228a4e1
 from __future__ import annotations
 
-import json, math, os, time
+import json, math, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn, Tensor
 from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import PatchDataset, load_images
-from .models import build, save_model
+from .models import build, save_file_atomic, save_model
 from .sampler import Confounder, ConfounderSampler, get_preset
 
 # %% auto #0
@@ -295,10 +295,7 @@ def save_checkpoint(path: str|Path, # destination, conventionally `checkpoint.sa
             "scheduler": scheduler.state_dict()}
     if s.inner_opt is not None: meta["inner_opt"] = _flatten_optimizer("inner_opt", s.inner_opt.state_dict(), tensors)
     tensors["order_generator"] = s.order_generator.get_state()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"train_state": json.dumps(meta, default=str)})
-    os.replace(tmp, path)
-    return path
+    return save_file_atomic(tensors, path, {"train_state": json.dumps(meta, default=str)})
 
 def load_checkpoint(path: str|Path, # a file written by `save_checkpoint`
                    ) -> tuple[dict, dict]: # (JSON metadata, tensors)

@@ -19,7 +19,8 @@ from .rrdb import RRDBNet
 from .swinir import SwinIR
 
 # %% auto #0
-__all__ = ['BACKBONES', 'build', 'n_parameters', 'tensors_digest', 'save_model', 'read_record', 'load_model']
+__all__ = ['BACKBONES', 'build', 'model_device', 'n_parameters', 'tensors_digest', 'save_file_atomic', 'save_model',
+           'read_record', 'load_model']
 
 # %% ../../nbs/39_models.ipynb #cae2bddf
 BACKBONES = {
@@ -40,6 +41,11 @@ def build(name: str, # a key of `BACKBONES`
         raise KeyError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
     return BACKBONES[name](**overrides)
 
+def model_device(model: nn.Module) -> torch.device:
+    "The device of `model`'s parameters (the CPU for a model without any)."
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
 def n_parameters(model: nn.Module) -> int:
     "Number of parameters of `model`."
     return sum(p.numel() for p in model.parameters())
@@ -55,6 +61,18 @@ def tensors_digest(tensors: dict[str, Tensor], # name -> tensor, e.g. a state di
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
+def save_file_atomic(tensors: dict[str, Tensor], # name -> tensor (contiguous, on the CPU)
+                     path: str|Path, # destination safetensors file
+                     metadata: dict[str, str], # string metadata stored in the header
+                    ) -> Path:
+    "Write a safetensors file under a temporary name and rename it: a crash never leaves a half-written file."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
 # %% ../../nbs/39_models.ipynb #ad0d0764
 def save_model(model: nn.Module, # the backbone to save (unwrapped from DDP etc.)
                path: str|Path, # destination file, conventionally `*.safetensors`
@@ -68,10 +86,7 @@ def save_model(model: nn.Module, # the backbone to save (unwrapped from DDP etc.
     record = {"backbone": backbone, "overrides": overrides or {}, **(extra or {})}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"dil_causal": json.dumps(record), "dil_causal_sha256": tensors_digest(tensors)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return save_file_atomic(tensors, path, meta)
 
 def _metadata(path: str|Path) -> dict:
     try:
