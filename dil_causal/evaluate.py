@@ -16,7 +16,7 @@ from .metrics import calculate_psnr, calculate_ssim
 from .sampler import Confounder, get_preset
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'evaluate']
+__all__ = ['PROTOCOLS', 'METRICS', 'evaluate']
 
 # %% ../nbs/51_evaluate.ipynb #1f43887e
 PROTOCOLS = {
@@ -25,6 +25,11 @@ PROTOCOLS = {
 }
 
 # %% ../nbs/51_evaluate.ipynb #bb5fa8bf
+METRICS = {  # name -> fn(output, reference, crop_border) on uint8 images; the column order of `evaluate`'s table
+    "psnr": lambda a, b, cb: calculate_psnr(a, b, cb), "ssim": lambda a, b, cb: calculate_ssim(a, b, cb),
+    "psnr_y": lambda a, b, cb: calculate_psnr(a, b, cb, True), "ssim_y": lambda a, b, cb: calculate_ssim(a, b, cb, True),
+}
+
 class _Identity(nn.Module):
     def forward(self, x): return x
 
@@ -38,8 +43,12 @@ def evaluate(model: nn.Module|None, # the restorer; None measures the distorted 
              dataset: str = "", # dataset name recorded in the table
              device: str|torch.device|None = None, # where to run the model (default: where its parameters are)
              progress: bool = True, # show a progress bar
+             metrics: tuple[str, ...] = METRICS, # which of `METRICS` to compute (and which columns the table has)
             ) -> pd.DataFrame: # one row per (image, confounder)
     "PSNR/SSIM (RGB and Y) of `model` on `images` under each confounder; a tidy DataFrame."
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"unknown metrics {unknown or list(metrics)}; known metrics: {', '.join(METRICS)}")
     if protocol is not None:
         if protocol not in PROTOCOLS:
             raise KeyError(f"unknown protocol {protocol!r}; known protocols: {', '.join(PROTOCOLS)}")
@@ -59,9 +68,7 @@ def evaluate(model: nn.Module|None, # the restorer; None measures the distorted 
                 out = tensor_to_uint8(model(distorted.to(device))[0])
                 rows.append(dict(dataset=dataset, image=name, family=c.family, degree=c.degree, seen=c.seen,
                                  protocol=protocol or f"seed={seed},clip={clip}",
-                                 psnr=calculate_psnr(out, ref, crop_border), ssim=calculate_ssim(out, ref, crop_border),
-                                 psnr_y=calculate_psnr(out, ref, crop_border, True),
-                                 ssim_y=calculate_ssim(out, ref, crop_border, True)))
+                                 **{m: METRICS[m](out, ref, crop_border) for m in METRICS if m in metrics}))
                 bar.update()
     model.train(was_training)
     return pd.DataFrame(rows)
