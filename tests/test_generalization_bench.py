@@ -1,0 +1,59 @@
+"""bench/generalization.py --quick: trains ERM and DIL_sf, evaluates at every budget, writes the CSV, table and plots."""
+import json, re, sys
+
+import pandas as pd
+
+from conftest import ROOT, run
+
+BENCH = ROOT / "bench" / "generalization.py"
+
+
+def test_quick_writes_csv_table_plots_and_reports_again(tmp_path, shared_data):
+    out = tmp_path / "out"
+    r = run([sys.executable, str(BENCH), "--quick", "--out", str(out), "--work", str(tmp_path / "work")],
+            env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["gain_vs_budget.png", "meta.json", "psnr_vs_sigma.png",
+                                                     "results.csv", "table.md"]
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns) == ["task", "method", "backbone", "pairing", "seed", "budget_passes", "passes",
+                                "outer_steps", "dataset", "image", "degree", "seen", "psnr", "ssim", "psnr_y",
+                                "ssim_y", "train_seconds"]
+    # every method x budget x test set x image x degree, measured once
+    assert set(df.method) == {"erm", "dil_sf"} and sorted(df.budget_passes.unique()) == [16, 32]
+    assert set(df.dataset) == {"CBSD68", "Kodak24"} and df.groupby("dataset").image.nunique().tolist() == [2, 2]
+    assert sorted(df.degree.unique()) == [5, 50] and set(df.seen) == {True, False}
+    assert len(df) == 2 * 2 * 2 * 2 * 2 and not df.duplicated(["method", "budget_passes", "dataset", "image", "degree"]).any()
+    # matched compute: ERM one pass per step, dil_sf one per seen noise level (4)
+    steps = df.groupby("method").outer_steps.max()
+    assert steps["erm"] == 32 and steps["dil_sf"] == 8 and (df.passes == df.budget_passes).all()
+    # PSNR everywhere, the other metrics at the final budget only; all finite and sensible
+    assert df.psnr.between(3, 60).all()
+    final = df[df.budget_passes == 32]
+    assert final[["ssim", "psnr_y", "ssim_y"]].notna().all().all() and df[df.budget_passes == 16].ssim.isna().all()
+    # the table: a row per dataset x degree (unseen marked) and the paper's columns
+    table = (out / "table.md").read_text()
+    assert "| dataset | degree | ERM | DIL_sf | gain DIL_sf |" in table
+    for ds in ("CBSD68", "Kodak24"):
+        assert re.search(rf"^\| {ds} \| 5 \|", table, re.M) and re.search(rf"^\| {ds} \| 50 \*unseen\* \|", table, re.M)
+    assert "mean unseen" in table and "seeds: erm 1, dil_sf 1" in table
+    for png in ("psnr_vs_sigma.png", "gain_vs_budget.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / png).stat().st_size > 10_000
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["mode"] == "quick" and len(meta["runs"]) == 2 and meta["hardware"]
+    # --report re-renders the table and plots from the CSV alone (several CSVs merge)
+    again = tmp_path / "again"
+    r = run([sys.executable, str(BENCH), "--report", str(out), str(out / "results.csv"), "--out", str(again)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (again / "table.md").read_text() == table
+    assert len(pd.read_csv(again / "results.csv")) == len(df)
+    assert all((again / p).stat().st_size > 10_000 for p in ("psnr_vs_sigma.png", "gain_vs_budget.png"))
+
+
+def test_unknown_pairing_and_dry_run(tmp_path, shared_data):
+    env = {"DIL_DATA": str(shared_data)}
+    r = run([sys.executable, str(BENCH), "--quick", "--pairings", "fast", "--out", str(tmp_path)], env=env)
+    assert r.returncode != 0 and "known pairings: reference, unthrottled" in r.stderr
+    r = run([sys.executable, str(BENCH), "--cpu", "--dry-run", "--out", str(tmp_path)], env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "18 runs" in r.stdout and "reference+unthrottled" in r.stdout and "min per run" in r.stdout
