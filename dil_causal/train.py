@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn, Tensor
 from torch.func import functional_call, grad, grad_and_value, vjp, vmap
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from .data import PatchDataset, load_images
@@ -27,9 +27,10 @@ from .models import build, save_file_atomic, save_model
 from .sampler import Confounder, ConfounderSampler, get_preset
 
 # %% auto #0
-__all__ = ['METHODS', 'FIRST_ORDER', 'RESUME_MAY_CHANGE', 'TrainConfig', 'TrainState', 'counterfactual_views', 'pooled_view',
-           'erm_step', 'dil_sf_step', 'dil_pf_step', 'virtual_update', 'ss_meta_objective', 'ps_meta_objective',
-           'meta_gradient', 'dil_ss_step', 'dil_ps_step', 'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit']
+__all__ = ['METHODS', 'FIRST_ORDER', 'BATCH_KEYS', 'RESUME_MAY_CHANGE', 'TrainConfig', 'TrainState', 'sample_generator',
+           'distort_item', 'DistortedPatches', 'distort_batch', 'counterfactual_views', 'erm_step', 'dil_sf_step',
+           'dil_pf_step', 'virtual_update', 'ss_meta_objective', 'ps_meta_objective', 'meta_gradient', 'dil_ss_step',
+           'dil_ps_step', 'save_checkpoint', 'load_checkpoint', 'FitResult', 'fit']
 
 # %% ../nbs/40_train.ipynb #2ddea599
 @dataclass
@@ -52,6 +53,7 @@ class TrainConfig:
     alpha: float = 1e-2 # step of the SGD virtual update (Eq. 3/5): second-order variants, and inner_optimizer="sgd"
     vmap: bool = True # dil_ss: vectorise the n per-confounder meta-gradients with torch.func.vmap (False: a loop)
     seed: int = 0 # seed of initialisation, patches and distortions
+    workers: int = 0 # DataLoader worker processes that crop and distort patches ahead of the step (0: in the training process)
     output_dir: str = "runs/default" # where checkpoints, config and history are written
     ckpt_every: int = 0 # write a resumable checkpoint every this many steps; 0 only at the end
     log_every: int = 10 # record the loss (and check it is finite) every this many steps
@@ -68,6 +70,7 @@ class TrainConfig:
             raise ValueError(f"inner_optimizer must be 'adam' or 'sgd', got {self.inner_optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.workers < 0: raise ValueError(f"workers must be >= 0, got {self.workers}")
         self.inner_betas = tuple(float(b) for b in self.inner_betas)  # PyTorch rejects integer betas
 
     def confounder_list(self) -> list[Confounder]:
@@ -84,31 +87,57 @@ class TrainState:
     opt: torch.optim.Optimizer # ERM's optimiser or DIL's meta optimiser
     sampler: ConfounderSampler # the training confounders
     order_generator: torch.Generator # CPU generator of the serial visiting order (identical on every rank)
-    seed: int = 0 # the run's seed, combined with sample indices for the distortion generators
+    seed: int = 0 # the run's seed (the distortions' generators combine it with sample indices)
     alpha: float = 1e-2 # SGD step of the differentiable virtual update (Eq. 3/5)
     grad_clip: float = 0.0 # max norm of theta's (meta-)gradient; 0: no clipping
     task_model: nn.Module|None = None # phi: the network of the first-order variants' inner steps
     inner_opt: torch.optim.Optimizer|None = None # their inner optimiser (state persists across outer steps)
     use_vmap: bool = True # dil_ss: vmap over confounders
 
-    def generators(self, idx: Tensor, phase: int) -> list[torch.Generator]:
-        "One CPU generator per sample, seeded by (seed, sample index, phase)."
-        return [torch.Generator().manual_seed((self.seed * 1_000_003 + int(i)) * 8 + phase) for i in idx]
+def sample_generator(seed: int, # the run's seed
+                     index: int, # the sample's global index in the dataset
+                     phase: int, # 0: the counterfactual views, 1: the pooled view
+                    ) -> torch.Generator:
+    "The CPU generator of one sample's distortions, seeded by (seed, sample index, phase)."
+    return torch.Generator().manual_seed((seed * 1_000_003 + int(index)) * 8 + phase)
 
-def counterfactual_views(s: TrainState, # the training state
-                         clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-                         idx: Tensor, # (B,) the patches' global indices
-                        ) -> list[Tensor]: # n tensors (B,3,P,P): `clean` under each seen confounder
-    "The counterfactual batch: the same clean patches under every training confounder."
-    per_sample = [s.sampler.counterfactual(clean[j:j + 1], g) for j, g in enumerate(s.generators(idx, 0))]
-    return [torch.cat(views) for views in zip(*per_sample)]
+def distort_item(sampler: ConfounderSampler, # the training confounders
+                 seed: int, # the run's seed
+                 clean: Tensor, # (3,P,P) a clean patch in [0, 1]
+                 index: int, # its global index in the dataset
+                 keys: tuple = ("views", "pooled"), # which distorted versions to make
+                ) -> dict: # clean, idx, and views (n,3,P,P) and/or pooled (3,P,P)
+    "One training item: a clean patch and its distorted versions."
+    item = {"clean": clean, "idx": torch.tensor(int(index))}
+    if "views" in keys: item["views"] = torch.cat(sampler.counterfactual(clean[None], sample_generator(seed, index, 0)))
+    if "pooled" in keys: item["pooled"] = sampler.pooled(clean[None], sample_generator(seed, index, 1))[0]
+    return item
 
-def pooled_view(s: TrainState, # the training state
-                clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-                idx: Tensor, # (B,) the patches' global indices
-               ) -> Tensor: # (B,3,P,P): each patch under one uniformly drawn training confounder
-    "The pooled batch: each patch under a training confounder drawn uniformly (P(d_i) = 1/n)."
-    return torch.cat([s.sampler.pooled(clean[j:j + 1], g) for j, g in enumerate(s.generators(idx, 1))])
+class DistortedPatches(Dataset):
+    "Clean patches with their distorted versions, made wherever the DataLoader fetches items (its workers, if any)."
+    def __init__(self,
+                 patches: Dataset, # items (3,P,P) clean patches in [0, 1], e.g. a `PatchDataset`
+                 sampler: ConfounderSampler, # the training confounders
+                 seed: int = 0, # the run's seed
+                 keys: tuple = ("views", "pooled"), # the distorted versions the method needs (`BATCH_KEYS`)
+                ):
+        self.patches, self.sampler, self.seed, self.keys = patches, sampler, seed, tuple(keys)
+    def __len__(self): return len(self.patches)
+    def __getitem__(self, i): return distort_item(self.sampler, self.seed, self.patches[i], i, self.keys)
+
+def distort_batch(sampler: ConfounderSampler, # the training confounders
+                  seed: int, # the run's seed
+                  clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
+                  idx: Tensor, # (B,) their global indices
+                  keys: tuple = ("views", "pooled"), # which distorted versions to make
+                 ) -> dict: # the batch `fit` would give the step function for these patches
+    "A collated batch of `distort_item`s (for checks and step functions called outside `fit`)."
+    return default_collate([distort_item(sampler, seed, c, int(i), keys) for c, i in zip(clean, idx)])
+
+def counterfactual_views(batch: dict, # a batch with `views` (B,n,3,P,P)
+                        ) -> Tensor: # (n,B,3,P,P): the batch under each seen confounder, confounder first
+    "The counterfactual batch, one (B,3,P,P) tensor per seen confounder."
+    return batch["views"].transpose(0, 1).contiguous()
 
 # %% ../nbs/40_train.ipynb #16c89e71
 def _clip_and_step(s: TrainState, params):
@@ -117,12 +146,10 @@ def _clip_and_step(s: TrainState, params):
     s.opt.zero_grad(set_to_none=True)
 
 def erm_step(s: TrainState, # the training state
-             clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-             idx: Tensor, # (B,) their global indices
+             batch: dict, # clean (B,3,P,P), idx (B,), pooled (B,3,P,P): see `DistortedPatches`
             ) -> dict: # loss and number of forward/backward passes
     "One ERM step on the pooled training distortions."
-    x = pooled_view(s, clean, idx)
-    with s.accelerator.autocast(): loss = F.l1_loss(s.model(x), clean)
+    with s.accelerator.autocast(): loss = F.l1_loss(s.model(batch["pooled"]), batch["clean"])
     s.accelerator.backward(loss)
     _clip_and_step(s, s.model.parameters())
     return {"loss": loss.detach(), "passes": 1}
@@ -149,23 +176,20 @@ def _reptile(s: TrainState, inner: Callable[[], list[Tensor]]) -> Tensor:
     return torch.stack(losses).mean()
 
 def dil_sf_step(s: TrainState, # the training state (with `task_model` and `inner_opt`)
-                clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-                idx: Tensor, # (B,) their global indices
+                batch: dict, # clean (B,3,P,P), idx (B,), views (B,n,3,P,P): see `DistortedPatches`
                ) -> dict: # mean inner loss and number of forward/backward passes
     "DIL_sf: serial virtual updates on the counterfactual batch, one per confounder in random order; Reptile."
-    views = counterfactual_views(s, clean, idx)
+    views, clean = counterfactual_views(batch), batch["clean"]
     order = torch.randperm(len(views), generator=s.order_generator).tolist()
     loss = _reptile(s, lambda: [_inner_step(s, views[i], clean) for i in order])
     return {"loss": loss, "passes": len(views)}
 
 def dil_pf_step(s: TrainState, # the training state (with `task_model` and `inner_opt`)
-                clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-                idx: Tensor, # (B,) their global indices
+                batch: dict, # clean (B,3,P,P), idx (B,), views (B,n,3,P,P), pooled (B,3,P,P)
                ) -> dict: # mean inner loss and number of forward/backward passes
     "DIL_pf: one virtual update on the averaged loss of all views (Eq. 5), one on the outer loss; Reptile."
-    views = counterfactual_views(s, clean, idx)
-    x_all, y_all = torch.cat(views), clean.repeat(len(views), 1, 1, 1)  # the mean over this batch is (1/n) sum_i L_i
-    x_out = pooled_view(s, clean, idx)
+    views, clean, x_out = counterfactual_views(batch), batch["clean"], batch["pooled"]
+    x_all, y_all = views.flatten(0, 1), clean.repeat(len(views), 1, 1, 1)  # the mean over this batch is (1/n) sum_i L_i
     loss = _reptile(s, lambda: [_inner_step(s, x_all, y_all), _inner_step(s, x_out, clean)])
     return {"loss": loss, "passes": len(views) + 1}
 
@@ -222,11 +246,10 @@ def _ss_meta_gradient_vmap(net, params, views, clean, x_out, alpha, reduce):
     hu = reduce(vmap(hvp)(views, u))
     return {k: (u[k] - alpha * hu[k]).mean(0) for k in params}, losses.mean()
 
-def _second_order_step(s: TrainState, clean: Tensor, idx: Tensor, serial: bool) -> Tensor:
+def _second_order_step(s: TrainState, batch: dict, serial: bool) -> Tensor:
     net = s.accelerator.unwrap_model(s.model)
     params = {k: p.detach() for k, p in net.named_parameters()}
-    views = torch.stack(counterfactual_views(s, clean, idx))
-    x_out = pooled_view(s, clean, idx)
+    views, clean, x_out = counterfactual_views(batch), batch["clean"], batch["pooled"]
     reduce = lambda d: {k: s.accelerator.reduce(v, "mean") for k, v in d.items()}
     with s.accelerator.autocast():
         if not serial:
@@ -243,24 +266,23 @@ def _second_order_step(s: TrainState, clean: Tensor, idx: Tensor, serial: bool) 
     return loss.detach()
 
 def dil_ss_step(s: TrainState, # the training state
-                clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-                idx: Tensor, # (B,) their global indices
+                batch: dict, # clean (B,3,P,P), idx (B,), views (B,n,3,P,P), pooled (B,3,P,P)
                ) -> dict: # meta loss and number of forward/backward passes
     "DIL_ss: Eq. 4 with one virtual SGD step per confounder (Eq. 3), differentiated through (second order)."
-    n = len(s.sampler)
-    return {"loss": _second_order_step(s, clean, idx, serial=True), "passes": 2 * n}
+    return {"loss": _second_order_step(s, batch, serial=True), "passes": 2 * len(s.sampler)}
 
 def dil_ps_step(s: TrainState, # the training state
-                clean: Tensor, # (B,3,P,P) clean patches in [0, 1]
-                idx: Tensor, # (B,) their global indices
+                batch: dict, # clean (B,3,P,P), idx (B,), views (B,n,3,P,P), pooled (B,3,P,P)
                ) -> dict: # meta loss and number of forward/backward passes
     "DIL_ps: one virtual SGD step on the averaged loss (Eq. 5), outer loss differentiated through it."
-    return {"loss": _second_order_step(s, clean, idx, serial=False), "passes": len(s.sampler) + 1}
+    return {"loss": _second_order_step(s, batch, serial=False), "passes": len(s.sampler) + 1}
 
 # %% ../nbs/40_train.ipynb #d66bb009
 METHODS: dict[str, Callable] = {"erm": erm_step, "dil_sf": dil_sf_step, "dil_pf": dil_pf_step,
                                 "dil_ss": dil_ss_step, "dil_ps": dil_ps_step}
 FIRST_ORDER = ("dil_sf", "dil_pf")
+BATCH_KEYS: dict[str, tuple] = {"erm": ("pooled",), "dil_sf": ("views",), "dil_pf": ("views", "pooled"),
+                                "dil_ss": ("views", "pooled"), "dil_ps": ("views", "pooled")} # the distorted versions each method reads
 
 # %% ../nbs/40_train.ipynb #438e318c
 def _flatten_optimizer(prefix: str, sd: dict, tensors: dict) -> dict:
@@ -313,12 +335,6 @@ class FitResult(NamedTuple):
     history: pd.DataFrame # one row per logged step: step, passes, loss, lr, seconds
     checkpoint: Path # the saved model (safetensors)
 
-class _Indexed(Dataset):
-    "Items of `ds` with their index, so distortions can be seeded per sample."
-    def __init__(self, ds): self.ds = ds
-    def __len__(self): return len(self.ds)
-    def __getitem__(self, i): return self.ds[i], i
-
 def _resolve(config: TrainConfig|None, overrides: dict) -> TrainConfig:
     base = asdict(config) if config is not None else {}
     return TrainConfig(**{**base, **overrides})
@@ -327,7 +343,7 @@ def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
     if cfg.schedule == "cosine": return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))
     return lambda t: 1.0
 
-RESUME_MAY_CHANGE = ("steps", "output_dir", "progress", "log_every", "ckpt_every")
+RESUME_MAY_CHANGE = ("steps", "output_dir", "progress", "log_every", "ckpt_every", "workers")
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path: Path):
     "A run resumes with the configuration it was started with; only the fields in RESUME_MAY_CHANGE may differ."
@@ -359,9 +375,11 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     n_items = cfg.steps * cfg.batch_size * accelerator.num_processes
-    data = _Indexed(PatchDataset(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed))
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, drop_last=True)
     sampler = ConfounderSampler(cfg.confounder_list())
+    data = DistortedPatches(PatchDataset(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed), sampler,
+                            cfg.seed, BATCH_KEYS[cfg.method])
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, drop_last=True, num_workers=cfg.workers,
+                        pin_memory=accelerator.device.type == "cuda", persistent_workers=cfg.workers > 0)
     task_model = inner_opt = None
     if cfg.method in FIRST_ORDER:
         task_model = build(cfg.backbone, **cfg.backbone_kwargs)
@@ -401,8 +419,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     bar = tqdm(loader, desc=cfg.method, initial=start, total=cfg.steps, leave=False,
                disable=not (cfg.progress and accelerator.is_main_process))
     step = start
-    for step, (clean, idx) in enumerate(bar, start=start + 1):
-        logs = step_fn(state, clean, idx)
+    for step, batch in enumerate(bar, start=start + 1):
+        logs = step_fn(state, batch)
         scheduler.step()
         passes += logs["passes"]
         stop_now = step == stop_after
