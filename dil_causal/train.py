@@ -5,7 +5,7 @@
 # %% ../nbs/40_train.ipynb #8228a4e1
 from __future__ import annotations
 
-import json, math, time
+import json, math, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -51,7 +51,7 @@ class TrainConfig:
     inner_lr: float = 1e-4 # learning rate of the inner Adam
     inner_betas: tuple = (0.0, 0.999) # betas of the inner Adam (the reference loop's; its state persists)
     alpha: float = 1e-2 # step of the SGD virtual update (Eq. 3/5): second-order variants, and inner_optimizer="sgd"
-    vmap: bool = True # dil_ss: vectorise the n per-confounder meta-gradients with torch.func.vmap (False: a loop)
+    vmap: bool = True # dil_ss: vectorise the n per-confounder meta-gradients with torch.func.vmap (False: a loop; n times less memory, used automatically when vmap runs out of memory)
     seed: int = 0 # seed of initialisation, patches and distortions
     workers: int = 0 # DataLoader worker processes that crop and distort patches ahead of the step (0: in the training process)
     output_dir: str = "runs/default" # where checkpoints, config and history are written
@@ -171,7 +171,7 @@ def _reptile(s: TrainState, inner: Callable[[], list[Tensor]]) -> Tensor:
     with torch.no_grad(): torch._foreach_copy_(phi, theta)
     losses = inner()
     with torch.no_grad():
-        for p, q in zip(theta, phi): p.grad = p - q
+        for p, g in zip(theta, torch._foreach_sub(theta, phi)): p.grad = g
     _clip_and_step(s, theta)
     return torch.stack(losses).mean()
 
@@ -246,6 +246,15 @@ def _ss_meta_gradient_vmap(net, params, views, clean, x_out, alpha, reduce):
     hu = reduce(vmap(hvp)(views, u))
     return {k: (u[k] - alpha * hu[k]).mean(0) for k in params}, losses.mean()
 
+def _try_vmap(s: TrainState, net, params, views, clean, x_out, reduce):
+    "The vmapped dil_ss meta-gradient, or None (and the loop from then on) when its n-fold memory does not fit."
+    try: return _ss_meta_gradient_vmap(net, params, views, clean, x_out, s.alpha, reduce)
+    except torch.OutOfMemoryError:
+        s.use_vmap = False
+        if s.accelerator.device.type == "cuda": torch.cuda.empty_cache()
+        warnings.warn("dil_ss: the vmapped meta-gradient ran out of memory; using the per-confounder loop (same result)")
+        return None
+
 def _second_order_step(s: TrainState, batch: dict, serial: bool) -> Tensor:
     net = s.accelerator.unwrap_model(s.model)
     params = {k: p.detach() for k, p in net.named_parameters()}
@@ -256,7 +265,7 @@ def _second_order_step(s: TrainState, batch: dict, serial: bool) -> Tensor:
             n = views.shape[0]
             grads, loss = meta_gradient(net, params, views.flatten(0, 1), clean.repeat(n, 1, 1, 1), x_out, clean,
                                         s.alpha, reduce)
-        elif s.use_vmap: grads, loss = _ss_meta_gradient_vmap(net, params, views, clean, x_out, s.alpha, reduce)
+        elif s.use_vmap and (got := _try_vmap(s, net, params, views, clean, x_out, reduce)): grads, loss = got
         else:
             per = [meta_gradient(net, params, v, clean, x_out, clean, s.alpha, reduce) for v in views]
             grads = {k: torch.stack([g[k] for g, _ in per]).mean(0) for k in params}
@@ -372,7 +381,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     ckpt_path = out / "checkpoint.safetensors"
 
     model = build(cfg.backbone, **cfg.backbone_kwargs)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    fused = True if accelerator.device.type == "cuda" else None  # one kernel per Adam step on GPUs; same update rule
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     n_items = cfg.steps * cfg.batch_size * accelerator.num_processes
     sampler = ConfounderSampler(cfg.confounder_list())
@@ -383,7 +393,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     task_model = inner_opt = None
     if cfg.method in FIRST_ORDER:
         task_model = build(cfg.backbone, **cfg.backbone_kwargs)
-        inner_opt = (torch.optim.Adam(task_model.parameters(), lr=cfg.inner_lr, betas=cfg.inner_betas)
+        inner_opt = (torch.optim.Adam(task_model.parameters(), lr=cfg.inner_lr, betas=cfg.inner_betas, fused=fused)
                      if cfg.inner_optimizer == "adam" else torch.optim.SGD(task_model.parameters(), lr=cfg.alpha))
     # the scheduler stays unprepared: Accelerate would step it once per process, and runs on 1 and N processes must agree
     model, opt, loader, task_model, inner_opt = accelerator.prepare(model, opt, loader, task_model, inner_opt)
