@@ -54,9 +54,9 @@ def skimage_images(split: str = "train", # "train" or "test"
     return {n: uint8_to_tensor(_skimage_photo(n)) for n in names}
 
 # %% ../nbs/21_data.ipynb #20789f5b
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
-def read_image(path: str|Path, # an image file (png, jpg, bmp, tif)
+def read_image(path: str|Path, # an image file (png, jpg, bmp, tif, webp)
               ) -> Tensor: # (3,H,W) float32 in [0, 1]
     "Read an image file as an RGB float tensor in [0, 1]."
     path = Path(path)
