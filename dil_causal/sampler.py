@@ -52,6 +52,7 @@ PRESETS = {
     "cross_type": [Confounder("gaussian_noise", 15), Confounder("gaussian_blur", 2.0), Confounder("jpeg", 30),
                    Confounder("poisson_noise", 10, False), Confounder("motion_blur", 9, False),
                    Confounder("downsample", 2, False), Confounder("rain", 0.01, False)],
+    "lir_denoise": _levels("gaussian_noise", (25, 50), (15, 35)) + [Confounder("poisson_noise", 20)],
 }
 
 def get_preset(name: str, # a key of `PRESETS`

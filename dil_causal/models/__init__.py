@@ -17,6 +17,7 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
+from ..lir import LIR
 
 # %% auto #0
 __all__ = ['BACKBONES', 'build', 'model_device', 'n_parameters', 'tensors_digest', 'save_file_atomic', 'save_model',
@@ -31,6 +32,8 @@ BACKBONES = {
     "swinir-tiny": partial(SwinIR, embed_dim=24, depths=(2, 2), num_heads=2, window_size=8, mlp_ratio=2.0), # CPU-trainable, 0.03 M
     "dncnn": partial(DnCNN, nc=64, depth=17),         # 17 layers of 64 channels, no BatchNorm, 0.56 M
     "dncnn-tiny": partial(DnCNN, nc=16, depth=6),     # CPU-trainable, 0.01 M
+    "lir": partial(LIR, nf=64, n_down=2, n_res=4, nz=8),  # LIR (Du et al. 2020): 256-channel codes at H/4, all sub-networks
+    "lir-tiny": partial(LIR, nf=8, n_down=2, n_res=1, nz=4, nf_noise=4, nd=16, d_layers=2, d_scales=2, nd_latent=32), # CPU-trainable
 }
 
 def build(name: str, # a key of `BACKBONES`
