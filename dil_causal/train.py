@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json, math, time, warnings
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from .data import PatchDataset, load_images
 from .models import build, save_file_atomic, save_model
 from .sampler import Confounder, ConfounderSampler, get_preset
+from .lir import LIR, LIRSetup, LIRWeights, UnpairedPatches, lir_optimizers, lir_step, load_vgg19
 
 # %% auto #0
 __all__ = ['METHODS', 'FIRST_ORDER', 'BATCH_KEYS', 'RESUME_MAY_CHANGE', 'TrainConfig', 'TrainState', 'sample_generator',
@@ -36,7 +38,7 @@ __all__ = ['METHODS', 'FIRST_ORDER', 'BATCH_KEYS', 'RESUME_MAY_CHANGE', 'TrainCo
 @dataclass
 class TrainConfig:
     "Everything that defines a training run."
-    method: str = "dil_sf" # a key of `METHODS`: erm, dil_sf, dil_pf, dil_ss or dil_ps
+    method: str = "dil_sf" # a key of `METHODS`: erm, dil_sf, dil_pf, dil_ss, dil_ps or lir
     backbone: str = "rrdb-tiny" # a key of `dil_causal.models.BACKBONES`
     backbone_kwargs: dict = field(default_factory=dict) # overrides of the backbone preset, e.g. {"nb": 2}
     confounders: str|list = "denoise" # a preset of `dil_causal.sampler.PRESETS`, or [[family, degree, seen], ...]
@@ -52,6 +54,11 @@ class TrainConfig:
     inner_betas: tuple = (0.0, 0.999) # betas of the inner Adam (the reference loop's; its state persists)
     alpha: float = 1e-2 # step of the SGD virtual update (Eq. 3/5): second-order variants, and inner_optimizer="sgd"
     vmap: bool = True # dil_ss: vectorise the n per-confounder meta-gradients with torch.func.vmap (False: a loop; n times less memory, used automatically when vmap runs out of memory)
+    lir_weights: dict = field(default_factory=dict) # lir: overrides of `dil_causal.lir.LIRWeights`, e.g. {"background": 2}
+    vgg_weights: str|None = None # lir: VGG-19 weights for the semantic term; None: torch hub cache if there, else the term is off
+    latent_d_steps: int = 3 # lir: latent-discriminator updates per generator update
+    lir_betas: tuple = (0.0, 0.9) # lir: betas of the generator's and the discriminators' Adam (D_R at half of `lr`)
+    weight_decay: float = 1e-4 # lir: weight decay of both Adams
     seed: int = 0 # seed of initialisation, patches and distortions
     workers: int = 0 # DataLoader worker processes that crop and distort patches ahead of the step (0: in the training process)
     output_dir: str = "runs/default" # where checkpoints, config and history are written
@@ -71,6 +78,9 @@ class TrainConfig:
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.workers < 0: raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.latent_d_steps < 1: raise ValueError(f"latent_d_steps must be >= 1, got {self.latent_d_steps}")
+        LIRWeights.from_dict(self.lir_weights)  # unknown loss names fail here, not mid-run
+        self.lir_betas = tuple(float(b) for b in self.lir_betas)
         self.inner_betas = tuple(float(b) for b in self.inner_betas)  # PyTorch rejects integer betas
 
     def confounder_list(self) -> list[Confounder]:
@@ -93,6 +103,8 @@ class TrainState:
     task_model: nn.Module|None = None # phi: the network of the first-order variants' inner steps
     inner_opt: torch.optim.Optimizer|None = None # their inner optimiser (state persists across outer steps)
     use_vmap: bool = True # dil_ss: vmap over confounders
+    d_opt: torch.optim.Optimizer|None = None # lir: the discriminators' optimiser
+    lir: LIRSetup|None = None # lir: loss weights, VGG features, latent_d_steps
 
 def sample_generator(seed: int, # the run's seed
                      index: int, # the sample's global index in the dataset
@@ -288,10 +300,10 @@ def dil_ps_step(s: TrainState, # the training state
 
 # %% ../nbs/40_train.ipynb #d66bb009
 METHODS: dict[str, Callable] = {"erm": erm_step, "dil_sf": dil_sf_step, "dil_pf": dil_pf_step,
-                                "dil_ss": dil_ss_step, "dil_ps": dil_ps_step}
+                                "dil_ss": dil_ss_step, "dil_ps": dil_ps_step, "lir": lir_step}
 FIRST_ORDER = ("dil_sf", "dil_pf")
 BATCH_KEYS: dict[str, tuple] = {"erm": ("pooled",), "dil_sf": ("views",), "dil_pf": ("views", "pooled"),
-                                "dil_ss": ("views", "pooled"), "dil_ps": ("views", "pooled")} # the distorted versions each method reads
+                                "dil_ss": ("views", "pooled"), "dil_ps": ("views", "pooled"), "lir": ("pooled",)} # the distorted versions each method reads
 
 # %% ../nbs/40_train.ipynb #438e318c
 def _flatten_optimizer(prefix: str, sd: dict, tensors: dict) -> dict:
@@ -325,6 +337,7 @@ def save_checkpoint(path: str|Path, # destination, conventionally `checkpoint.sa
     meta = {"step": step, "config": asdict(cfg), "opt": _flatten_optimizer("opt", s.opt.state_dict(), tensors),
             "scheduler": scheduler.state_dict()}
     if s.inner_opt is not None: meta["inner_opt"] = _flatten_optimizer("inner_opt", s.inner_opt.state_dict(), tensors)
+    if s.d_opt is not None: meta["d_opt"] = _flatten_optimizer("d_opt", s.d_opt.state_dict(), tensors)
     tensors["order_generator"] = s.order_generator.get_state()
     return save_file_atomic(tensors, path, {"train_state": json.dumps(meta, default=str)})
 
@@ -343,6 +356,10 @@ class FitResult(NamedTuple):
     model: nn.Module # the trained backbone, unwrapped, in eval mode
     history: pd.DataFrame # one row per logged step: step, passes, loss, lr, seconds
     checkpoint: Path # the saved model (safetensors)
+
+def _pooled_patch(sampler, seed, clean, index):
+    "The noisy domain's patch `index`: `clean` under a uniformly drawn training confounder (LIR's data)."
+    return distort_item(sampler, seed, clean, index, ("pooled",))["pooled"]
 
 def _resolve(config: TrainConfig|None, overrides: dict) -> TrainConfig:
     base = asdict(config) if config is not None else {}
@@ -381,13 +398,25 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     ckpt_path = out / "checkpoint.safetensors"
 
     model = build(cfg.backbone, **cfg.backbone_kwargs)
+    is_lir = cfg.method == "lir"
+    if is_lir and not isinstance(model, LIR):
+        raise ValueError(f"method 'lir' trains LIR's own networks: pick an LIR backbone ('lir' or 'lir-tiny'), not {cfg.backbone!r}")
     fused = True if accelerator.device.type == "cuda" else None  # one kernel per Adam step on GPUs; same update rule
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
+    d_opt = lir_setup = None
+    if is_lir:  # encoders and decoders in `opt`, the discriminators in `d_opt`
+        opt, d_opt = lir_optimizers(model, cfg.lr, cfg.lir_betas, cfg.weight_decay)
+        weights = LIRWeights.from_dict(cfg.lir_weights)
+        vgg = load_vgg19(cfg.vgg_weights) if weights.semantic else None  # None (logged): no semantic term
+        lir_setup = LIRSetup(weights, vgg.to(accelerator.device) if vgg is not None else None, cfg.latent_d_steps)
+    else: opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     n_items = cfg.steps * cfg.batch_size * accelerator.num_processes
     sampler = ConfounderSampler(cfg.confounder_list())
-    data = DistortedPatches(PatchDataset(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed), sampler,
-                            cfg.seed, BATCH_KEYS[cfg.method])
+    if is_lir:  # unpaired: noisy and clean domains from disjoint halves of the images
+        data = UnpairedPatches(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed,
+                               distort=partial(_pooled_patch, sampler, cfg.seed))
+    else: data = DistortedPatches(PatchDataset(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed), sampler,
+                                  cfg.seed, BATCH_KEYS[cfg.method])
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, drop_last=True, num_workers=cfg.workers,
                         pin_memory=accelerator.device.type == "cuda", persistent_workers=cfg.workers > 0)
     task_model = inner_opt = None
@@ -396,10 +425,13 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         inner_opt = (torch.optim.Adam(task_model.parameters(), lr=cfg.inner_lr, betas=cfg.inner_betas, fused=fused)
                      if cfg.inner_optimizer == "adam" else torch.optim.SGD(task_model.parameters(), lr=cfg.alpha))
     # the scheduler stays unprepared: Accelerate would step it once per process, and runs on 1 and N processes must agree
-    model, opt, loader, task_model, inner_opt = accelerator.prepare(model, opt, loader, task_model, inner_opt)
+    if is_lir:  # not DDP-wrapped: lir_step calls the sub-networks directly and averages their gradients itself
+        model = model.to(accelerator.device)
+        opt, d_opt, loader = accelerator.prepare(opt, d_opt, loader)
+    else: model, opt, loader, task_model, inner_opt = accelerator.prepare(model, opt, loader, task_model, inner_opt)
     state = TrainState(accelerator, model, opt, sampler, order_generator=torch.Generator().manual_seed(cfg.seed),
                        seed=cfg.seed, alpha=cfg.alpha, grad_clip=cfg.grad_clip, task_model=task_model,
-                       inner_opt=inner_opt, use_vmap=cfg.vmap)
+                       inner_opt=inner_opt, use_vmap=cfg.vmap, d_opt=d_opt, lir=lir_setup)
 
     start = 0
     if resume and ckpt_path.exists():
@@ -409,6 +441,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
             {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         opt.load_state_dict(_unflatten_optimizer("opt", meta["opt"], tensors))
         if inner_opt is not None: inner_opt.load_state_dict(_unflatten_optimizer("inner_opt", meta["inner_opt"], tensors))
+        if d_opt is not None: d_opt.load_state_dict(_unflatten_optimizer("d_opt", meta["d_opt"], tensors))
         scheduler.load_state_dict(meta["scheduler"])
         state.order_generator.set_state(tensors["order_generator"])
         start = meta["step"]
@@ -440,6 +473,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
             _check_finite(loss, cfg, step, out)
             row = {"step": step, "passes": passes, "loss": loss, "lr": scheduler.get_last_lr()[0],
                    "seconds": time.perf_counter() - t0}
+            row.update({k: accelerator.reduce(v.float(), "mean").item() for k, v in logs.items()  # e.g. lir's terms
+                        if k not in ("loss", "passes")})
             rows.append(row)
             bar.set_postfix(loss=f"{loss:.4f}")
             if accelerator.is_main_process:
@@ -450,7 +485,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         if stop_now: break
     bar.close()
 
-    history = pd.DataFrame(rows, columns=["step", "passes", "loss", "lr", "seconds"])
+    columns = ["step", "passes", "loss", "lr", "seconds"]
+    history = pd.DataFrame(rows, columns=columns + [k for k in (rows[-1] if rows else {}) if k not in columns])
     net = accelerator.unwrap_model(model).eval()
     final = out / "model.safetensors"
     if accelerator.is_main_process:
