@@ -52,7 +52,8 @@ def generalization_curve(results: pd.DataFrame, # `evaluate` rows with a `method
     return summary, fig
 
 # %% ../nbs/52_diagnostics.ipynb #48f53a2c
-FEATURE_LAYERS = {"RRDBNet": "body", "DnCNN": "body", "SwinIR": "conv_after_body"} # backbone class -> default layer
+FEATURE_LAYERS = {"RRDBNet": "body", "DnCNN": "body", "SwinIR": "conv_after_body", # backbone class -> default layer
+                  "LIR": "E_X"} # LIR: the content code of the noisy-domain encoder
 
 def pool(f: Tensor, # (B,C,H,W) feature maps, or (B,D) vectors (returned as they are)
         ) -> Tensor: # (B,2C): the channel means, then the channel standard deviations
