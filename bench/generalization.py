@@ -158,6 +158,11 @@ def run_one(spec: dict) -> dict:
                patch_size=spec["patch"], batch_size=spec["batch"], steps=steps[-1], seed=spec["seed"],
                output_dir=str(out_dir), progress=False, log_every=steps[-1], cpu=spec["device"] == "cpu",
                **spec["lr_settings"])
+    if spec["workers"]:
+        from dataclasses import fields
+        from dil_causal.train import TrainConfig
+        if "workers" not in {f.name for f in fields(TrainConfig)}: raise ValueError("this dil_causal has no TrainConfig.workers")
+        cfg["workers"] = spec["workers"]
     confs = confounders(task, spec["degrees"])
     tests = {name: load_test_set(folder, spec["eval_images"], spec["eval_crop"]) for name, folder in spec["tests"]}
     rows, train_seconds, eval_seconds, last_eval, done = [], 0.0, 0.0, 0.0, 0
@@ -389,7 +394,7 @@ def plan(args, n_seen: int) -> list[dict]:
                                       patch=args.patch, batch=args.batch, degrees=args.degrees, threads=args.threads,
                                       device=args.device, eval_images=args.eval_images, eval_crop=args.eval_crop,
                                       tests=args.test, train=args.train_resolved, work=str(args.work),
-                                      deadline=args.deadline))
+                                      deadline=args.deadline, workers=args.workers))
     return specs
 
 
@@ -432,6 +437,7 @@ def main(argv=None):
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once in worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per run (TrainConfig.workers)")
     ap.add_argument("--out", help="output folder (default runs/generalization/<task>)")
     ap.add_argument("--work", help="checkpoint folder (default: a temporary folder, removed at the end)")
     ap.add_argument("--time-limit", type=float, default=0,
@@ -522,7 +528,7 @@ def main(argv=None):
                               budgets=args.budgets, patch=args.patch, batch=args.batch, lr=args.lr,
                               degrees=args.degrees, eval_images=args.eval_images, eval_crop=args.eval_crop,
                               train=Path(args.train or TASKS[args.task]["train"]).name, train_images=args.train_images,
-                              tests=[n for n, _ in args.test], protocol="dil"),
+                              tests=[n for n, _ in args.test], protocol="dil", workers=args.workers),
                 time_limit=args.time_limit,
                 runs={r["run"]: {k: r[k] for k in ("train_seconds", "eval_seconds", "wall_seconds", "reached", "lr_settings")}
                       for r in results},
