@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import Dataset
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
            'MultiScaleDiscriminator', 'LatentDiscriminator', 'LIR', 'lsgan_d_loss', 'lsgan_g_loss', 'latent_d_loss',
            'latent_confusion_loss', 'latent_accuracy', 'code_penalty', 'gaussian_blur', 'background_loss',
            'imagenet_normalize', 'VGGFeatures', 'find_vgg19', 'load_vgg19', 'semantic_loss', 'LIRWeights',
@@ -254,7 +254,7 @@ def load_vgg19(path: str|Path|None = None, # a weights file (torchvision state d
     "Pretrained VGG-19 features, or None (with one info line) when no weights are available: the semantic term is then off."
     found = find_vgg19(path)
     if found is None:
-        log.info("LIR: no VGG-19 weights given or cached (%s); the semantic-consistency term is off",
+        _log.info("LIR: no VGG-19 weights given or cached (%s); the semantic-consistency term is off",
                  Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE)
         return None
     if found.suffix == ".safetensors":
