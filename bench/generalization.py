@@ -82,7 +82,15 @@ def data_root() -> Path:
 
 
 def passes_per_step(method: str, n_seen: int) -> int:
-    return {"erm": 1, "dil_sf": n_seen, "dil_pf": n_seen + 1, "dil_ss": 2 * n_seen, "dil_ps": n_seen + 1}[method]
+    "Forward/backward passes of the backbone per outer step, as `fit`'s history counts them (LIR: one generator update)."
+    table = {"erm": 1, "dil_sf": n_seen, "dil_pf": n_seen + 1, "dil_ss": 2 * n_seen, "dil_ps": n_seen + 1, "lir": 1}
+    if method not in table: raise KeyError(f"unknown method {method!r}; known methods: {', '.join(table)}")
+    return table[method]
+
+
+def method_label(method: str) -> str:
+    "How tables and plots name a method: ERM, LIR, DIL_sf, ..."
+    return method.upper() if method in ("erm", "lir") else f"DIL_{method[4:]}"
 
 
 def lr_settings(method: str, pairing: str, lr: float, n_seen: int) -> dict:
@@ -252,8 +260,8 @@ def render_table(df: pd.DataFrame) -> str:
                   "seeds: " + ", ".join(f"{m} {n_seeds[m]}" for m in methods) + "; test images: "
                   + ", ".join(f"{d} {n}" for d, n in n_img.items()), ""]
         dil = [m for m in methods if m != "erm"]
-        head = ["dataset", "degree"] + [m.upper() if m == "erm" else f"DIL_{m[4:]}" for m in methods] + \
-               [f"gain DIL_{m[4:]}" for m in dil if "erm" in methods]
+        head = ["dataset", "degree"] + [method_label(m) for m in methods] + \
+               [f"gain {method_label(m)}" for m in dil if "erm" in methods]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         g = gains(blk, []) if "erm" in methods and dil else None
         for (ds, deg, seen), cell in blk.groupby(["dataset", "degree", "seen"], sort=False):
@@ -287,7 +295,7 @@ def plot_psnr_vs_sigma(df: pd.DataFrame, path: Path):
     ps = per_seed(expand_pairings(df))
     panels = list(ps.groupby(["task", "dataset"], sort=False).groups)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    colors = {m: f"C{i}" for i, m in enumerate(["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"])}
+    colors = {m: f"C{i}" for i, m in enumerate(["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps", "lir"])}
     for ax, (task, ds) in zip(axes[0], panels):
         p = ps[(ps.task == task) & (ps.dataset == ds)]
         combos = list(p.groupby(["backbone", "pairing"], sort=False).groups)
@@ -421,7 +429,7 @@ def main(argv=None):
     for m in MODES: mode.add_argument(f"--{m}", dest="mode", action="store_const", const=m, help=f"the {m} preset")
     mode.add_argument("--report", nargs="+", metavar="PATH", help="re-render table and plots from results.csv files or their folders")
     ap.add_argument("--task", choices=TASKS, default="denoise")
-    ap.add_argument("--methods", help="comma-separated: erm,dil_sf,dil_pf,dil_ss,dil_ps")
+    ap.add_argument("--methods", help="comma-separated: erm,dil_sf,dil_pf,dil_ss,dil_ps,lir (lir needs an LIR backbone, e.g. --backbones lir-tiny)")
     ap.add_argument("--backbones", help="comma-separated keys of dil_causal.models.BACKBONES")
     ap.add_argument("--pairings", help=f"comma-separated learning-rate pairings: {', '.join(PAIRINGS)}")
     ap.add_argument("--seeds", help="comma-separated seeds")

@@ -57,3 +57,18 @@ def test_unknown_pairing_and_dry_run(tmp_path, shared_data):
     r = run([sys.executable, str(BENCH), "--cpu", "--dry-run", "--out", str(tmp_path)], env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "18 runs" in r.stdout and "reference+unthrottled" in r.stdout and "min per run" in r.stdout
+
+
+def test_lir_runs_beside_erm_on_its_own_network(tmp_path, shared_data):
+    "LIR goes through the same bench: one generator update per pass, compared with ERM on the same (LIR) network."
+    out = tmp_path / "lir"
+    r = run([sys.executable, str(BENCH), "--quick", "--methods", "erm,lir", "--backbones", "lir-tiny", "--out", str(out),
+             "--work", str(tmp_path / "work")], env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    df = pd.read_csv(out / "results.csv")
+    assert set(df.method) == {"erm", "lir"} and set(df.backbone) == {"lir-tiny"}
+    assert df.groupby("method").outer_steps.max().to_dict() == {"erm": 32, "lir": 32} and df.psnr.between(3, 60).all()
+    assert "| dataset | degree | ERM | LIR | gain LIR |" in (out / "table.md").read_text()
+    r = run([sys.executable, str(BENCH), "--quick", "--methods", "lir", "--backbones", "rrdb-tiny", "--out", str(tmp_path / "x"),
+             "--work", str(tmp_path / "w2")], env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
+    assert r.returncode != 0 and "pick an LIR backbone" in r.stdout + r.stderr
