@@ -400,7 +400,7 @@ def discriminator_update(s, m: LIR, out: dict, x: Tensor, y: Tensor) -> dict:
         _average_grads(s, m.D_R.parameters())
         s.d_opt.step()
     s.d_opt.zero_grad(set_to_none=True)
-    with torch.no_grad(): acc = latent_accuracy(m.D_R(zx), m.D_R(zy))
+    with torch.no_grad(), s.accelerator.autocast(): acc = latent_accuracy(m.D_R(zx), m.D_R(zy))  # codes may be bf16
     return {"d_loss": img.detach(), "latent_d_loss": lat.detach(), "latent_acc": acc}
 
 def generator_update(s, m: LIR, out: dict, x: Tensor, y: Tensor) -> dict:
