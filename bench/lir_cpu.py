@@ -21,6 +21,8 @@ from dil_causal.lir import latent_accuracy, split_domains
 from dil_causal.sampler import Confounder
 from dil_causal.train import fit
 
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # the benchmark images beside the checkout
+
 def held_out_latent_accuracy(m, images: dict, sigmas, crop: int = 64, seed: int = 0) -> float:
     "D_R's accuracy on test codes: noisy crops of one half of `images` against clean crops of the other half."
     noisy_names, clean_names = split_domains(images, seed)
@@ -48,8 +50,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--lir-backbone", default="lir-tiny")
     ap.add_argument("--erm-backbone", default="rrdb-tiny")
-    ap.add_argument("--train", default="/work/shared/data/CBSD432_jpg")
-    ap.add_argument("--test", default="/work/shared/data/CBSD68")
+    ap.add_argument("--train", default=str(DATA / "CBSD432_jpg"))
+    ap.add_argument("--test", default=str(DATA / "CBSD68"))
     ap.add_argument("--n-test", type=int, default=0, help="first N test images (0: all)")
     ap.add_argument("--out", default="runs/lir_cpu")
     args = ap.parse_args()
