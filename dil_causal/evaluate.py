@@ -58,13 +58,14 @@ def evaluate(model: nn.Module|None, # the restorer; None measures the distorted 
     device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
+    distortions = [(c, c.distortion(clip=clip)) for c in confs]  # built once (blur kernels etc.), used on every image
     rows = []
     with torch.no_grad(), tqdm(total=len(images) * len(confs), desc="evaluate", disable=not progress, leave=False) as bar:
         for name, clean in images.items():
             ref = tensor_to_uint8(clean)
-            for c in confs:
+            for c, distort in distortions:
                 g = torch.Generator().manual_seed(seed)
-                distorted = c.distortion(clip=clip)(clean[None], g)
+                distorted = distort(clean[None], g)
                 out = tensor_to_uint8(model(distorted.to(device))[0])
                 rows.append(dict(dataset=dataset, image=name, family=c.family, degree=c.degree, seen=c.seen,
                                  protocol=protocol or f"seed={seed},clip={clip}",
