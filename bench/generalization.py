@@ -153,6 +153,7 @@ def run_one(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     from dil_causal.evaluate import evaluate
     from dil_causal.sampler import get_preset
+    from dil_causal.data import load_images
     from dil_causal.train import fit
     t_start = time.perf_counter()
     task, method = spec["task"], spec["method"]
@@ -173,12 +174,13 @@ def run_one(spec: dict) -> dict:
         cfg["workers"] = spec["workers"]
     confs = confounders(task, spec["degrees"])
     tests = {name: load_test_set(folder, spec["eval_images"], spec["eval_crop"]) for name, folder in spec["tests"]}
+    train_images = load_images(spec["train"])  # read once; every budget's `fit` segment reuses them
     rows, train_seconds, eval_seconds, last_eval, done = [], 0.0, 0.0, 0.0, 0
     for budget, s in zip(spec["budgets"], steps):
         if spec["deadline"] and done:  # stop where the next budget would overrun --time-limit
             if time.time() + train_seconds / done * (s - done) + 1.5 * last_eval > spec["deadline"]: break
         t0 = time.perf_counter()
-        r = fit(resume=True, stop_after=s, **cfg)
+        r = fit(resume=True, stop_after=s, images=train_images, **cfg)
         train_seconds += time.perf_counter() - t0
         h = r.history
         if int(h.step.iloc[-1]) != s or int(h.passes.iloc[-1]) != s * pps:

@@ -387,6 +387,7 @@ def _check_finite(loss: float, cfg: TrainConfig, step: int, out: Path):
 def fit(config: TrainConfig|None = None, # the run's configuration (defaults if None)
         resume: bool = False, # continue from `output_dir/checkpoint.safetensors` if it exists
         stop_after: int|None = None, # end this session after this many outer steps (with a checkpoint); resume later
+        images: dict|None = None, # the clean training images of `config.data`, already loaded (skips reading them again)
         **overrides, # fields of `TrainConfig` to override, e.g. method="erm", steps=50
        ) -> FitResult:
     "Train a backbone with `config.method` and save it; returns the model, the history and the checkpoint path."
@@ -412,10 +413,11 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     n_items = cfg.steps * cfg.batch_size * accelerator.num_processes
     sampler = ConfounderSampler(cfg.confounder_list())
+    if images is None: images = load_images(cfg.data)
     if is_lir:  # unpaired: noisy and clean domains from disjoint halves of the images
-        data = UnpairedPatches(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed,
+        data = UnpairedPatches(images, cfg.patch_size, n_items, seed=cfg.seed,
                                distort=partial(_pooled_patch, sampler, cfg.seed))
-    else: data = DistortedPatches(PatchDataset(load_images(cfg.data), cfg.patch_size, n_items, seed=cfg.seed), sampler,
+    else: data = DistortedPatches(PatchDataset(images, cfg.patch_size, n_items, seed=cfg.seed), sampler,
                                   cfg.seed, BATCH_KEYS[cfg.method])
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, drop_last=True, num_workers=cfg.workers,
                         pin_memory=accelerator.device.type == "cuda", persistent_workers=cfg.workers > 0)
