@@ -30,27 +30,66 @@ def write_cfg(path: Path, **cfg) -> Path:
 METHODS = ["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"]
 
 
-def test_two_ranks_match_one_process(tmp_path):
-    "accelerate launch --multi_gpu --num_processes 2 on CPU: ranks agree, and equal one process with the same global batch."
-    two = [write_cfg(tmp_path / f"two_{m}.json", method=m, batch_size=2, output_dir=str(tmp_path / "two" / m), **SMALL)
-           for m in METHODS]
-    one = [write_cfg(tmp_path / f"one_{m}.json", method=m, batch_size=4, output_dir=str(tmp_path / "one" / m), **SMALL)
-           for m in METHODS]
-    r = run([venv_bin("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-             WORKER, *map(str, two)], env={"OMP_NUM_THREADS": "1"})
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    "Every method in one plain process with the global batch (4) of the multi-process runs; their output folder."
+    tmp = tmp_path_factory.mktemp("one")
+    cfgs = [write_cfg(tmp / f"{m}.json", method=m, batch_size=4, output_dir=str(tmp / m), **SMALL) for m in METHODS]
+    r = run([sys.executable, WORKER, *map(str, cfgs)], env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
-    r1 = run([sys.executable, WORKER, *map(str, one)], env={"OMP_NUM_THREADS": "1"})
-    assert r1.returncode == 0, r1.stderr[-3000:]
+    return tmp
+
+
+def check_ranks(two: Path, one: Path):
+    "Both ranks end with identical parameters, which equal the one-process run's and moved away from the init."
     set_seed(SMALL["seed"])  # fit's initialisation: training must have moved every run away from it
     init = build(SMALL["backbone"], **SMALL["backbone_kwargs"]).state_dict()
     for m in METHODS:
-        rank0, rank1 = (load_file(str(tmp_path / "two" / m / f"rank{i}.safetensors")) for i in (0, 1))
-        single = load_file(str(tmp_path / "one" / m / "rank0.safetensors"))
+        rank0, rank1 = (load_file(str(two / m / f"rank{i}.safetensors")) for i in (0, 1))
+        single = load_file(str(one / m / "rank0.safetensors"))
         assert max((single[k] - init[k]).abs().max().item() for k in single) > 1e-4, m
         for k in rank0:
             assert torch.equal(rank0[k], rank1[k]), f"{m}: ranks differ in {k}"
             torch.testing.assert_close(rank0[k], single[k], atol=1e-5, rtol=0, msg=f"{m}: 2 ranks vs 1 process, {k}")
+
+
+def two_rank_configs(tmp_path: Path) -> list[Path]:
+    return [write_cfg(tmp_path / f"two_{m}.json", method=m, batch_size=2, output_dir=str(tmp_path / "two" / m),
+                      **SMALL) for m in METHODS]
+
+
+LAUNCH = ["launch", "--multi_gpu", "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def test_two_ranks_match_one_process(tmp_path, one_process):
+    "accelerate launch --multi_gpu --num_processes 2 on CPU: ranks agree, and equal one process with the same global batch."
+    cfgs = two_rank_configs(tmp_path)
+    r = run([venv_bin("accelerate"), *LAUNCH, "--num_machines", "1", "--main_process_port", str(free_port()),
+             WORKER, *map(str, cfgs)], env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_ranks(tmp_path / "two", one_process)
+
+
+def test_two_nodes_match_one_process(tmp_path, one_process):
+    "Two machines (two `accelerate launch`es with --num_machines 2 and their own --machine_rank, meeting at a TCP"
+    " rendezvous on localhost), one process each: the multi-node path agrees with one process too."
+    cfgs, port = two_rank_configs(tmp_path), str(free_port())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+    nodes = [subprocess.Popen([venv_bin("accelerate"), *LAUNCH, "--num_machines", "2", "--machine_rank", str(r),
+                               "--main_process_ip", "127.0.0.1", "--main_process_port", port, WORKER, *map(str, cfgs)],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    try:
+        for r, node in enumerate(nodes):
+            _, err = node.communicate(timeout=600)
+            assert node.returncode == 0, f"node {r}: {err[-3000:]}"
+    finally:  # a failed node leaves the other waiting at the rendezvous
+        for node in nodes:
+            if node.poll() is None: node.kill()
+    for m in METHODS:  # each node's process saw the whole world: rank files 0 and 1 come from different launches
+        hist = json.loads((tmp_path / "two" / m / "history.jsonl").read_text().splitlines()[-1])
+        assert hist["step"] == SMALL["steps"], m
+    check_ranks(tmp_path / "two", one_process)
 
 
 def checkpoint_step(path: Path) -> int:
