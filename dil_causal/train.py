@@ -47,7 +47,7 @@ class TrainConfig:
     batch_size: int = 8 # clean patches per step and process
     steps: int = 100 # outer steps: optimiser steps of the backbone's parameters theta
     lr: float = 1e-4 # learning rate of theta's Adam (ERM's optimiser; DIL's meta optimiser)
-    schedule: str = "constant" # learning-rate schedule of theta's optimiser: "constant" or "cosine"
+    schedule: str = "constant" # learning-rate schedule of theta's optimiser (and LIR's discriminators'): "constant" or "cosine"
     grad_clip: float = 0.0 # clip the (meta-)gradient norm of theta to this value; 0 turns clipping off
     inner_optimizer: str = "adam" # first-order variants' inner optimiser: "adam" (reference loop) or "sgd" (Eq. 3)
     inner_lr: float = 1e-4 # learning rate of the inner Adam
@@ -411,6 +411,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         lir_setup = LIRSetup(weights, vgg.to(accelerator.device) if vgg is not None else None, cfg.latent_d_steps)
     else: opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    d_base = [g["lr"] for g in d_opt.param_groups] if d_opt is not None else []  # lir: D's rates follow the schedule too
     n_items = cfg.steps * cfg.batch_size * accelerator.num_processes
     sampler = ConfounderSampler(cfg.confounder_list())
     if images is None: images = load_images(cfg.data)
@@ -467,6 +468,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     for step, batch in enumerate(bar, start=start + 1):
         logs = step_fn(state, batch)
         scheduler.step()
+        for g, base in zip(d_opt.param_groups if d_opt is not None else [], d_base):
+            g["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
         passes += logs["passes"]
         stop_now = step == stop_after
         checkpoint_now = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or stop_now or step == cfg.steps
