@@ -5,7 +5,7 @@
 # %% ../nbs/41_lir.ipynb #cdbdbca9
 from __future__ import annotations
 
-import logging, math
+import math, warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import Dataset
 
-_log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
@@ -251,11 +250,12 @@ def find_vgg19(path: str|Path|None = None, # a weights file; None: look in the t
 def load_vgg19(path: str|Path|None = None, # a weights file (torchvision state dict `.pth`, or `.safetensors`); None: the hub cache
                upto: int = 27, # layers kept (see `VGGFeatures`)
               ) -> VGGFeatures|None:
-    "Pretrained VGG-19 features, or None (with one info line) when no weights are available: the semantic term is then off."
+    "Pretrained VGG-19 features, or None (with a warning) when no weights are available: the semantic term is then off."
     found = find_vgg19(path)
     if found is None:
-        _log.info("LIR: no VGG-19 weights given or cached (%s); the semantic-consistency term is off",
-                 Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE)
+        warnings.warn(f"LIR: no VGG-19 weights given or cached ({Path(torch.hub.get_dir()) / 'checkpoints' / VGG19_FILE}); "
+                      "the semantic-consistency term is off (pass `vgg_weights`, or set its weight to 0 to silence this)",
+                      stacklevel=2)
         return None
     if found.suffix == ".safetensors":
         from safetensors.torch import load_file

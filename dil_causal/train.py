@@ -407,7 +407,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     if is_lir:  # encoders and decoders in `opt`, the discriminators in `d_opt`
         opt, d_opt = lir_optimizers(model, cfg.lr, cfg.lir_betas, cfg.weight_decay)
         weights = LIRWeights.from_dict(cfg.lir_weights)
-        vgg = load_vgg19(cfg.vgg_weights) if weights.semantic else None  # None (logged): no semantic term
+        vgg = load_vgg19(cfg.vgg_weights) if weights.semantic else None  # None (with a warning): no semantic term
         lir_setup = LIRSetup(weights, vgg.to(accelerator.device) if vgg is not None else None, cfg.latent_d_steps)
     else: opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
