@@ -369,15 +369,47 @@ def report(df: pd.DataFrame, out: Path):
     plot_gain_vs_budget(df, out / "gain_vs_budget.png")
 
 
+# settings that change what a figure means: result sets that differ in one cannot share a table
+COMPARABLE = ("patch", "batch", "lr", "train", "train_images", "eval_images", "eval_crop", "protocol")
+MEASUREMENT = ["task", "method", "backbone", "pairing", "seed", "budget_passes", "dataset", "image", "degree"]
+
+
+def _settings(meta: dict) -> list[dict]:
+    "The settings of a meta.json, or of every source of a merged one."
+    if "sources" in meta: return [s for m in meta["sources"] for s in _settings(m)]
+    return [meta["settings"]] if "settings" in meta else []
+
+
 def read_results(paths: list[str]) -> tuple[pd.DataFrame, list]:
-    frames, metas = [], []
+    "Concatenate results.csv files (or their folders), refusing sets whose settings or measurements disagree."
+    frames, metas, where = [], [], []
     for p in map(Path, paths):
         csv = p / "results.csv" if p.is_dir() else p
         if not csv.exists(): raise FileNotFoundError(f"no results.csv at {csv}")
         frames.append(pd.read_csv(csv))
         meta = csv.parent / "meta.json"
-        if meta.exists(): metas.append(json.loads(meta.read_text()))
-    return pd.concat(frames, ignore_index=True).drop_duplicates(), metas
+        if meta.exists():
+            metas.append(json.loads(meta.read_text()))
+            where += [(csv.parent, s) for s in _settings(metas[-1])]
+    for key in COMPARABLE:
+        seen = {}
+        for folder, s in where: seen.setdefault(json.dumps(s.get(key)), folder)
+        if len(seen) > 1:
+            raise ValueError(f"--report: the result sets differ in {key!r} ("
+                             + ", ".join(f"{v} in {f}" for v, f in seen.items())
+                             + "): their figures are not comparable; report them separately")
+    df = expand_pairings(pd.concat(frames, ignore_index=True))  # ERM's 'reference+unthrottled' meets 'unthrottled'
+    spread = df.groupby(MEASUREMENT).psnr.agg(lambda v: v.max() - v.min())
+    if (spread > 1e-3).any():
+        k = spread[spread > 1e-3].index[0]
+        raise ValueError(f"--report: {(spread > 1e-3).sum()} measurements differ between the result sets, e.g. "
+                         + ", ".join(f"{n}={v}" for n, v in zip(MEASUREMENT, k))
+                         + ": the same run measured twice must agree; report these sets separately")
+    # a run measured twice (e.g. a longer re-run): keep the row with the most metrics (SSIM exists at final budgets)
+    n_metrics = df[list(ALL_METRICS)].notna().sum(axis=1)
+    keep = n_metrics.sort_values(ascending=False, kind="stable").index
+    df = df.loc[keep].drop_duplicates(MEASUREMENT).sort_index().reset_index(drop=True)
+    return df, metas
 
 
 # ---------------------------------------------------------------------------------------------------- the grid
@@ -429,7 +461,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
     for m in MODES: mode.add_argument(f"--{m}", dest="mode", action="store_const", const=m, help=f"the {m} preset")
-    mode.add_argument("--report", nargs="+", metavar="PATH", help="re-render table and plots from results.csv files or their folders")
+    mode.add_argument("--report", nargs="+", metavar="PATH", help="re-render table and plots from results.csv files or their folders (several merge; sets that differ in patch, batch, lr, training data, test subsample or protocol, or that measured the same run differently, are refused)")
     ap.add_argument("--task", choices=TASKS, default="denoise")
     ap.add_argument("--methods", help="comma-separated: erm,dil_sf,dil_pf,dil_ss,dil_ps,lir (lir needs an LIR backbone, e.g. --backbones lir-tiny)")
     ap.add_argument("--backbones", help="comma-separated keys of dil_causal.models.BACKBONES")
@@ -456,7 +488,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.report:
-        df, metas = read_results(args.report)
+        try: df, metas = read_results(args.report)
+        except (ValueError, FileNotFoundError) as e: ap.error(str(e))
         out = Path(args.out or (args.report[0] if Path(args.report[0]).is_dir() else Path(args.report[0]).parent))
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "results.csv").exists() or len(args.report) > 1:

@@ -48,6 +48,16 @@ def test_quick_writes_csv_table_plots_and_reports_again(tmp_path, shared_data):
     assert (again / "table.md").read_text() == table
     assert len(pd.read_csv(again / "results.csv")) == len(df)
     assert all((again / p).stat().st_size > 10_000 for p in ("psnr_vs_sigma.png", "gain_vs_budget.png"))
+    # ... but refuses sets that disagree: one measurement changed, or a setting that changes what the figures mean
+    changed = tmp_path / "changed"; changed.mkdir()
+    df.assign(psnr=df.psnr.where(df.index != 3, df.psnr + 0.5)).to_csv(changed / "results.csv", index=False)
+    r = run([sys.executable, str(BENCH), "--report", str(out), str(changed), "--out", str(tmp_path / "x")])
+    assert r.returncode != 0 and "1 measurements differ between the result sets" in r.stderr, r.stderr[-2000:]
+    other = tmp_path / "other"; other.mkdir()
+    df.to_csv(other / "results.csv", index=False)
+    (other / "meta.json").write_text(json.dumps({**meta, "settings": {**meta["settings"], "patch": 48}}))
+    r = run([sys.executable, str(BENCH), "--report", str(out), str(other), "--out", str(tmp_path / "y")])
+    assert r.returncode != 0 and "differ in 'patch' (32 in" in r.stderr and "48 in" in r.stderr, r.stderr[-2000:]
 
 
 def test_unknown_pairing_and_dry_run(tmp_path, shared_data):
