@@ -334,25 +334,30 @@ def plot_gain_vs_budget(df: pd.DataFrame, path: Path):
                             as_index=False).psnr.mean()  # mean over the unseen degrees, per seed
     g = gains(unseen, []).groupby(["task", "dataset", "method", "backbone", "pairing", "seed", "budget_passes"],
                                   as_index=False).gain.mean()
+    # one colour per DIL configuration (method, backbone, pairing) in both rows; ERM in grey, one line style per backbone
+    configs = list(dict.fromkeys(map(tuple, g[["method", "backbone", "pairing"]].drop_duplicates().values.tolist())))
+    colour = {k: f"C{i % 10}" for i, k in enumerate(configs)}
+    dash = {bb: _style(i) for i, bb in enumerate(dict.fromkeys(ps.backbone))}
+
+    def band(ax, s, col, **kw):
+        line, = ax.plot(s.budget_passes, s["mean"], marker="o", ms=3, color=col, **kw)
+        ax.fill_between(s.budget_passes, s["mean"] - s["_ci95"].fillna(0), s["mean"] + s["_ci95"].fillna(0),
+                        alpha=0.15, color=col)
+
     for j, (task, ds) in enumerate(panels):
         top, bot = axes[0][j], axes[1][j]
         c = curves[(curves.task == task) & (curves.dataset == ds)]
-        drawn = set()
-        for i, ((bb, pr), q) in enumerate(c.groupby(["backbone", "pairing"], sort=False)):
-            for m, r in q.groupby("method"):
-                if m == "erm" and bb in drawn: continue  # ERM does not depend on the pairing
-                if m == "erm": drawn.add(bb)
-                s = r.groupby("budget_passes").psnr.agg(["mean", _ci95]).reset_index()
-                top.plot(s.budget_passes, s["mean"], ls=_style(i), marker="o", ms=3, color="C0" if m == "erm" else "C1",
-                         label=f"ERM {bb}" if m == "erm" else f"{m} {bb} {pr}")
-                top.fill_between(s.budget_passes, s["mean"] - s["_ci95"].fillna(0), s["mean"] + s["_ci95"].fillna(0),
-                                 alpha=0.15, color="C0" if m == "erm" else "C1")
+        for (m, bb), q in c[c.method == "erm"].groupby(["method", "backbone"], sort=False):
+            s = q.drop_duplicates(["seed", "budget_passes"])  # ERM does not depend on the pairing
+            band(top, s.groupby("budget_passes").psnr.agg(["mean", _ci95]).reset_index(), "0.35", ls=dash[bb],
+                 label=f"ERM {bb}")
+        for (m, bb, pr), q in c[c.method != "erm"].groupby(["method", "backbone", "pairing"], sort=False):
+            band(top, q.groupby("budget_passes").psnr.agg(["mean", _ci95]).reset_index(), colour[m, bb, pr],
+                 ls=dash[bb], label=f"{m} {bb} {pr}")
         q = g[(g.task == task) & (g.dataset == ds)]
-        for i, ((bb, pr, m), r) in enumerate(q.groupby(["backbone", "pairing", "method"], sort=False)):
+        for (m, bb, pr), r in q.groupby(["method", "backbone", "pairing"], sort=False):
             s = r.groupby("budget_passes").gain.agg(["mean", _ci95, "count"]).reset_index()
-            line, = bot.plot(s.budget_passes, s["mean"], marker="o", ms=3, label=f"{m} − ERM, {bb}, {pr} (n={s['count'].min()})")
-            bot.fill_between(s.budget_passes, s["mean"] - s["_ci95"].fillna(0), s["mean"] + s["_ci95"].fillna(0),
-                             alpha=0.2, color=line.get_color())
+            band(bot, s, colour[m, bb, pr], ls=dash[bb], label=f"{m} − ERM, {bb}, {pr} (n={s['count'].min()})")
         bot.axhline(0, color="k", lw=0.8)
         top.set(title=f"{ds} ({task}): unseen degrees", ylabel="PSNR (dB), mean over unseen")
         bot.set(xlabel="training budget (forward/backward passes)", ylabel="gain DIL − ERM (dB)")
