@@ -13,7 +13,7 @@ Set14) are read as RGB by repeating the channel, as `dil_causal.data.read_image`
 
 Writes into --out (at most five files): results.csv (every measurement), table.md (the paper's layout at the final
 budget: mean over seeds with 95% t-intervals, DIL - ERM gains paired by seed), psnr_vs_sigma.png,
-gain_vs_budget.png, meta.json (command, wall times, hardware, versions). Checkpoints go to --work.
+gain_vs_budget.png, meta.json (command, commit, wall times, hardware, versions). Checkpoints go to --work.
 
 Learning-rate pairings (--pairings), with --lr as the base rate (reference loop: 1e-4; the CPU study: 4e-4):
   reference    ERM Adam lr; DIL inner Adam lr (betas 0, 0.999) and meta Adam lr, all = --lr (the public loop's).
@@ -43,7 +43,7 @@ budget every run reached (SSIM/Y metrics are measured only at a run's planned fi
 """
 from __future__ import annotations
 
-import argparse, json, math, os, platform, random, shutil, sys, tempfile, time
+import argparse, json, math, os, platform, random, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -418,6 +418,15 @@ def read_results(paths: list[str]) -> tuple[pd.DataFrame, list]:
 
 
 # ---------------------------------------------------------------------------------------------------- the grid
+def source_commit() -> str:
+    "The checkout's commit (`git describe --always --dirty`) the run starts from, or '?' outside a git checkout."
+    try:
+        r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                           capture_output=True, text=True, timeout=20)
+        return r.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError): return "?"
+
+
 def hardware(device: str) -> str:
     import torch
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
@@ -552,7 +561,7 @@ def main(argv=None):
           flush=True)
     if args.dry_run: return
 
-    t0 = time.perf_counter()
+    commit, t0 = source_commit(), time.perf_counter()
     results = []
     if args.jobs <= 1:
         for s in specs:
@@ -577,7 +586,7 @@ def main(argv=None):
                               degrees=args.degrees, eval_images=args.eval_images, eval_crop=args.eval_crop,
                               train=Path(args.train or TASKS[args.task]["train"]).name, train_images=args.train_images,
                               tests=[n for n, _ in args.test], protocol="dil", workers=args.workers),
-                time_limit=args.time_limit,
+                time_limit=args.time_limit, commit=commit,
                 runs={r["run"]: {k: r[k] for k in ("train_seconds", "eval_seconds", "wall_seconds", "reached", "lr_settings")}
                       for r in results},
                 versions=dict(python=platform.python_version(), torch=torch.__version__,

@@ -61,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 1e-4 # lir: weight decay of both Adams
     seed: int = 0 # seed of initialisation, patches and distortions
     workers: int = 0 # DataLoader worker processes that crop and distort patches ahead of the step (0: in the training process)
+    channels_last: bool|None = None # train in the channels-last (NHWC) memory format; None: for ERM and first-order DIL on the CPU (measured faster there)
     output_dir: str = "runs/default" # where checkpoints, config and history are written
     ckpt_every: int = 0 # write a resumable checkpoint every this many steps; 0 only at the end
     log_every: int = 10 # record the loss (and check it is finite) every this many steps
@@ -369,7 +370,7 @@ def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
     if cfg.schedule == "cosine": return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))
     return lambda t: 1.0
 
-RESUME_MAY_CHANGE = ("steps", "output_dir", "progress", "log_every", "ckpt_every", "workers")
+RESUME_MAY_CHANGE = ("steps", "output_dir", "progress", "log_every", "ckpt_every", "workers", "channels_last")
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path: Path):
     "A run resumes with the configuration it was started with; only the fields in RESUME_MAY_CHANGE may differ."
@@ -378,6 +379,11 @@ def _check_resumable(saved: dict, cfg: TrainConfig, path: Path):
     if diff:
         raise ValueError(f"cannot resume {path}: the configuration differs in " +
                          ", ".join(f"{k} ({saved.get(k)!r} saved, {now[k]!r} now)" for k in diff))
+
+def _channels_last(cfg: TrainConfig, accelerator: Accelerator) -> bool:
+    "Whether to train channels-last: as configured, else for ERM and first-order DIL on the CPU (see `bench/trainer.py`)."
+    if cfg.channels_last is not None: return cfg.channels_last
+    return accelerator.device.type == "cpu" and (cfg.method == "erm" or cfg.method in FIRST_ORDER)
 
 def _check_finite(loss: float, cfg: TrainConfig, step: int, out: Path):
     if not math.isfinite(loss):
@@ -399,6 +405,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     ckpt_path = out / "checkpoint.safetensors"
 
     model = build(cfg.backbone, **cfg.backbone_kwargs)
+    fmt = torch.channels_last if _channels_last(cfg, accelerator) else torch.contiguous_format
+    model = model.to(memory_format=fmt)  # conv weights NHWC: activations follow, the inputs need not
     is_lir = cfg.method == "lir"
     if is_lir and not isinstance(model, LIR):
         raise ValueError(f"method 'lir' trains LIR's own networks: pick an LIR backbone ('lir' or 'lir-tiny'), not {cfg.backbone!r}")
@@ -424,7 +432,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
                         pin_memory=accelerator.device.type == "cuda", persistent_workers=cfg.workers > 0)
     task_model = inner_opt = None
     if cfg.method in FIRST_ORDER:
-        task_model = build(cfg.backbone, **cfg.backbone_kwargs)
+        task_model = build(cfg.backbone, **cfg.backbone_kwargs).to(memory_format=fmt)
         inner_opt = (torch.optim.Adam(task_model.parameters(), lr=cfg.inner_lr, betas=cfg.inner_betas, fused=fused)
                      if cfg.inner_optimizer == "adam" else torch.optim.SGD(task_model.parameters(), lr=cfg.alpha))
     # the scheduler stays unprepared: Accelerate would step it once per process, and runs on 1 and N processes must agree
@@ -492,7 +500,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
 
     columns = ["step", "passes", "loss", "lr", "seconds"]
     history = pd.DataFrame(rows, columns=columns + [k for k in (rows[-1] if rows else {}) if k not in columns])
-    net = accelerator.unwrap_model(model).eval()
+    net = accelerator.unwrap_model(model).eval().to(memory_format=torch.contiguous_format)
     final = out / "model.safetensors"
     if accelerator.is_main_process:
         save_model(net, final, cfg.backbone, cfg.backbone_kwargs, extra={"method": cfg.method, "steps": step})
