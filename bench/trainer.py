@@ -30,10 +30,10 @@ def sync(device):
     if device.type == "cuda": torch.cuda.synchronize()
 
 
-def per_pass_seconds(method, args, tmp, **overrides):
+def per_pass_seconds(name, method, args, tmp, **overrides):
     steps = args.warmup + args.steps
     r = fit(method=method, **overrides, backbone=args.backbone, patch_size=args.patch, batch_size=args.batch, steps=steps,
-            log_every=args.warmup, lr=1e-4, output_dir=f"{tmp}/{method}{overrides}", progress=False, seed=0,
+            log_every=args.warmup, lr=1e-4, output_dir=f"{tmp}/{name.replace(' ', '_')}", progress=False, seed=0,
             workers=args.workers, cpu=args.device.type == "cpu")  # history rows at warm-up and end (each syncs)
     h = r.history.set_index("step")
     t = h.seconds[steps] - h.seconds[args.warmup]
@@ -102,7 +102,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:  # rounds interleaved; the faster of each is kept (shared machines)
         # the dil_sf outer step also with channels_last=False, so the gain of the memory format shows on its own
         variants = {**{m: (m, {}) for m in METHODS}, "dil_sf NCHW": ("dil_sf", {"channels_last": False})}
-        rounds = [{k: per_pass_seconds(m, args, tmp, **kw) for k, (m, kw) in variants.items()} for _ in range(args.repeats)]
+        rounds = [{k: per_pass_seconds(k, m, args, tmp, **kw) for k, (m, kw) in variants.items()} for _ in range(args.repeats)]
         rows = {k: min((r[k] for r in rounds), key=lambda t: t[0]) for k in variants}
         public = min(public_style_outer_seconds(args) for _ in range(args.repeats))
     base = rows["erm"][0]

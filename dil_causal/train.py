@@ -418,7 +418,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         vgg = load_vgg19(cfg.vgg_weights) if weights.semantic else None  # None (with a warning): no semantic term
         lir_setup = LIRSetup(weights, vgg.to(accelerator.device) if vgg is not None else None, cfg.latent_d_steps)
     else: opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    lr_factor = _schedule(cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     d_base = [g["lr"] for g in d_opt.param_groups] if d_opt is not None else []  # lir: D's rates follow the schedule too
     n_items = cfg.steps * cfg.batch_size * accelerator.num_processes
     sampler = ConfounderSampler(cfg.confounder_list())
@@ -476,8 +477,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     for step, batch in enumerate(bar, start=start + 1):
         logs = step_fn(state, batch)
         scheduler.step()
-        for g, base in zip(d_opt.param_groups if d_opt is not None else [], d_base):
-            g["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
+        for g, base in zip(d_opt.param_groups if d_opt is not None else [], d_base): g["lr"] = base * lr_factor(step)
         passes += logs["passes"]
         stop_now = step == stop_after
         checkpoint_now = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or stop_now or step == cfg.steps
