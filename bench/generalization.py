@@ -22,6 +22,10 @@ Learning-rate pairings (--pairings), with --lr as the base rate (reference loop:
                outer step spends n passes; n x lr lets it move up to the whole inner trajectory (Reptile's outer
                step size 1), matching ERM's distance per pass. ERM and the second-order variants are unchanged.
 
+Learning-rate schedule (--schedule): constant (the default, and every preset's), or cosine, which decays theta's
+rate (ERM's, the DIL meta rate) to 0 at the final budget; the first-order variants' inner rate stays constant.
+Budgets before the last are then measured part-way down the curve, so only the final budget is a finished run.
+
 Modes (explicit flags override them):
   --quick  rrdb-tiny, 1 seed, budgets 16,32 passes, patch 32, batch 4, 2 images per test set cropped to 96 px,
            2 degrees, 24 training images: about a minute on one core (used by tests/test_generalization_bench.py).
@@ -166,7 +170,7 @@ def run_one(spec: dict) -> dict:
     cfg = dict(method=method, backbone=spec["backbone"], confounders=TASKS[task]["preset"], data=spec["train"],
                patch_size=spec["patch"], batch_size=spec["batch"], steps=steps[-1], seed=spec["seed"],
                output_dir=str(out_dir), progress=False, log_every=steps[-1], cpu=spec["device"] == "cpu",
-               **spec["lr_settings"])
+               schedule=spec.get("schedule", "constant"), **spec["lr_settings"])
     if spec["workers"]:
         from dataclasses import fields
         from dil_causal.train import TrainConfig
@@ -373,7 +377,8 @@ def report(df: pd.DataFrame, out: Path):
 
 
 # settings that change what a figure means: result sets that differ in one cannot share a table
-COMPARABLE = ("patch", "batch", "lr", "train", "train_images", "eval_images", "eval_crop", "protocol")
+COMPARABLE = ("patch", "batch", "lr", "schedule", "train", "train_images", "eval_images", "eval_crop", "protocol")
+SETTING_DEFAULTS = {"schedule": "constant"}  # sets written before a setting existed ran with its default
 MEASUREMENT = ["task", "method", "backbone", "pairing", "seed", "budget_passes", "dataset", "image", "degree"]
 
 
@@ -396,7 +401,7 @@ def read_results(paths: list[str]) -> tuple[pd.DataFrame, list]:
             where += [(csv.parent, s) for s in _settings(metas[-1])]
     for key in COMPARABLE:
         seen = {}
-        for folder, s in where: seen.setdefault(json.dumps(s.get(key)), folder)
+        for folder, s in where: seen.setdefault(json.dumps(s.get(key, SETTING_DEFAULTS.get(key))), folder)
         if len(seen) > 1:
             raise ValueError(f"--report: the result sets differ in {key!r} ("
                              + ", ".join(f"{v} in {f}" for v, f in seen.items())
@@ -448,7 +453,7 @@ def plan(args, n_seen: int) -> list[dict]:
                                       patch=args.patch, batch=args.batch, degrees=args.degrees, threads=args.threads,
                                       device=args.device, eval_images=args.eval_images, eval_crop=args.eval_crop,
                                       tests=args.test, train=args.train_resolved, work=str(args.work),
-                                      deadline=args.deadline, workers=args.workers))
+                                      deadline=args.deadline, workers=args.workers, schedule=args.schedule))
     return specs
 
 
@@ -473,7 +478,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
     for m in MODES: mode.add_argument(f"--{m}", dest="mode", action="store_const", const=m, help=f"the {m} preset")
-    mode.add_argument("--report", nargs="+", metavar="PATH", help="re-render table and plots from results.csv files or their folders (several merge; sets that differ in patch, batch, lr, training data, test subsample or protocol, or that measured the same run differently, are refused)")
+    mode.add_argument("--report", nargs="+", metavar="PATH", help="re-render table and plots from results.csv files or their folders (several merge; sets that differ in patch, batch, lr, schedule, training data, test subsample or protocol, or that measured the same run differently, are refused)")
     ap.add_argument("--task", choices=TASKS, default="denoise")
     ap.add_argument("--methods", help="comma-separated: erm,dil_sf,dil_pf,dil_ss,dil_ps,lir (lir needs an LIR backbone, e.g. --backbones lir-tiny)")
     ap.add_argument("--backbones", help="comma-separated keys of dil_causal.models.BACKBONES")
@@ -481,6 +486,9 @@ def main(argv=None):
     ap.add_argument("--seeds", help="comma-separated seeds")
     ap.add_argument("--budgets", help="comma-separated training budgets in forward/backward passes, increasing")
     ap.add_argument("--lr", type=float, help="base learning rate (see the pairings)")
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                    help="theta's learning-rate schedule (TrainConfig.schedule); cosine decays to 0 at the last budget, "
+                         "so earlier budgets are evaluated part-way down the curve")
     ap.add_argument("--patch", type=int); ap.add_argument("--batch", type=int)
     ap.add_argument("--degrees", help="'all', or comma-separated degrees / first-seen,last-seen,first-unseen,last-unseen")
     ap.add_argument("--train", help="training image folder (default: $DIL_DATA or ../shared/data, CBSD432_jpg)")
@@ -547,7 +555,7 @@ def main(argv=None):
     est = {s["backbone"]: estimate_cpu_seconds(s, n_conf, n_test) / 60 for s in specs}
     print(f"{args.task}: {len(specs)} runs ({', '.join(args.methods)} x {', '.join(args.backbones)} x "
           f"{', '.join(args.pairings)} x seeds {args.seeds}); budgets {args.budgets} passes; patch {args.patch}, "
-          f"batch {args.batch}, lr {args.lr:g}; {args.jobs} jobs x {args.threads} threads on {args.device}")
+          f"batch {args.batch}, lr {args.lr:g} ({args.schedule}); {args.jobs} jobs x {args.threads} threads on {args.device}")
     for s in specs:
         pps = passes_per_step(s["method"], n_seen)
         print(f"  {s['method']:7s} {s['backbone']:11s} {s['pairing']:22s} seed {s['seed']}: "
@@ -581,7 +589,7 @@ def main(argv=None):
                 jobs=args.jobs, threads=args.threads, wall_seconds=round(wall, 1),
                 settings=dict(methods=args.methods, backbones=args.backbones, pairings=args.pairings, seeds=args.seeds,
                               budgets=args.budgets, patch=args.patch, batch=args.batch, lr=args.lr,
-                              degrees=args.degrees, eval_images=args.eval_images, eval_crop=args.eval_crop,
+                              schedule=args.schedule, degrees=args.degrees, eval_images=args.eval_images, eval_crop=args.eval_crop,
                               train=Path(args.train or TASKS[args.task]["train"]).name, train_images=args.train_images,
                               tests=[n for n, _ in args.test], protocol="dil", workers=args.workers),
                 time_limit=args.time_limit, commit=commit,

@@ -153,6 +153,17 @@ def counterfactual_views(batch: dict, # a batch with `views` (B,n,3,P,P)
     return batch["views"].transpose(0, 1).contiguous()
 
 # %% ../nbs/40_train.ipynb #16c89e71
+def _set_grad(p: Tensor, g: Tensor):
+    "`p.grad = g`, in p's memory layout: fused Adam reads parameter, gradient and state as flat memory of one layout."
+    p.grad = g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+
+def _state_like_params(opt: torch.optim.Optimizer):
+    "Optimiser state tensors in their parameter's memory layout (a checkpoint gives them back contiguous)."
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
 def _clip_and_step(s: TrainState, params):
     if s.grad_clip: s.accelerator.clip_grad_norm_(params, s.grad_clip)
     s.opt.step()
@@ -184,7 +195,7 @@ def _reptile(s: TrainState, inner: Callable[[], list[Tensor]]) -> Tensor:
     with torch.no_grad(): torch._foreach_copy_(phi, theta)
     losses = inner()
     with torch.no_grad():
-        for p, g in zip(theta, torch._foreach_sub(theta, phi)): p.grad = g
+        for p, g in zip(theta, torch._foreach_sub(theta, phi)): _set_grad(p, g)
     _clip_and_step(s, theta)
     return torch.stack(losses).mean()
 
@@ -283,7 +294,7 @@ def _second_order_step(s: TrainState, batch: dict, serial: bool) -> Tensor:
             per = [meta_gradient(net, params, v, clean, x_out, clean, s.alpha, reduce) for v in views]
             grads = {k: torch.stack([g[k] for g, _ in per]).mean(0) for k in params}
             loss = torch.stack([l for _, l in per]).mean()
-    for k, p in net.named_parameters(): p.grad = grads[k].detach()
+    for k, p in net.named_parameters(): _set_grad(p, grads[k].detach())
     _clip_and_step(s, list(net.parameters()))
     return loss.detach()
 
@@ -410,7 +421,7 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     is_lir = cfg.method == "lir"
     if is_lir and not isinstance(model, LIR):
         raise ValueError(f"method 'lir' trains LIR's own networks: pick an LIR backbone ('lir' or 'lir-tiny'), not {cfg.backbone!r}")
-    fused = True if accelerator.device.type == "cuda" else None  # one kernel per Adam step on GPUs; same update rule
+    fused = True if accelerator.device.type in ("cuda", "cpu") else None  # one kernel per Adam step; same update rule
     d_opt = lir_setup = None
     if is_lir:  # encoders and decoders in `opt`, the discriminators in `d_opt`
         opt, d_opt = lir_optimizers(model, cfg.lr, cfg.lir_betas, cfg.weight_decay)
@@ -454,6 +465,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         opt.load_state_dict(_unflatten_optimizer("opt", meta["opt"], tensors))
         if inner_opt is not None: inner_opt.load_state_dict(_unflatten_optimizer("inner_opt", meta["inner_opt"], tensors))
         if d_opt is not None: d_opt.load_state_dict(_unflatten_optimizer("d_opt", meta["d_opt"], tensors))
+        for o in (opt, inner_opt, d_opt):  # state back in the parameters' layout (e.g. channels-last weights)
+            if o is not None: _state_like_params(o)
         scheduler.load_state_dict(meta["scheduler"])
         state.order_generator.set_state(tensors["order_generator"])
         start = meta["step"]

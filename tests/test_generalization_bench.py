@@ -58,6 +58,15 @@ def test_quick_writes_csv_table_plots_and_reports_again(tmp_path, shared_data):
     (other / "meta.json").write_text(json.dumps({**meta, "settings": {**meta["settings"], "patch": 48}}))
     r = run([sys.executable, str(BENCH), "--report", str(out), str(other), "--out", str(tmp_path / "y")])
     assert r.returncode != 0 and "differ in 'patch' (32 in" in r.stderr and "48 in" in r.stderr, r.stderr[-2000:]
+    # the schedule is such a setting; a set written before --schedule existed ran at the constant default
+    assert meta["settings"]["schedule"] == "constant"
+    (other / "meta.json").write_text(json.dumps({**meta, "settings": {**meta["settings"], "schedule": "cosine"}}))
+    r = run([sys.executable, str(BENCH), "--report", str(out), str(other), "--out", str(tmp_path / "z")])
+    assert r.returncode != 0 and "differ in 'schedule'" in r.stderr, r.stderr[-2000:]
+    older = {k: v for k, v in meta["settings"].items() if k != "schedule"}
+    (other / "meta.json").write_text(json.dumps({**meta, "settings": older}))
+    r = run([sys.executable, str(BENCH), "--report", str(out), str(other), "--out", str(tmp_path / "w")])
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_unknown_pairing_and_dry_run(tmp_path, shared_data):
@@ -73,8 +82,15 @@ def test_lir_runs_beside_erm_on_its_own_network(tmp_path, shared_data):
     "LIR goes through the same bench: one generator update per pass, compared with ERM on the same (LIR) network."
     out = tmp_path / "lir"
     r = run([sys.executable, str(BENCH), "--quick", "--methods", "erm,lir", "--backbones", "lir-tiny", "--out", str(out),
-             "--work", str(tmp_path / "work")], env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
+             "--work", str(tmp_path / "work"), "--schedule", "cosine"],
+            env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    # --schedule reaches fit: each run's config says cosine, and its rate has decayed to 0 at the final budget
+    for m in ("erm", "lir"):
+        run_dir = tmp_path / "work" / f"denoise-{m}-lir-tiny-reference-s0"
+        assert json.loads((run_dir / "config.json").read_text())["schedule"] == "cosine"
+        assert pd.read_csv(run_dir / "history.csv").lr.iloc[-1] == 0.0
+    assert json.loads((out / "meta.json").read_text())["settings"]["schedule"] == "cosine"
     df = pd.read_csv(out / "results.csv")
     assert set(df.method) == {"erm", "lir"} and set(df.backbone) == {"lir-tiny"}
     assert df.groupby("method").outer_steps.max().to_dict() == {"erm": 32, "lir": 32} and df.psnr.between(3, 60).all()
