@@ -170,7 +170,7 @@ def run_one(spec: dict) -> dict:
     cfg = dict(method=method, backbone=spec["backbone"], confounders=TASKS[task]["preset"], data=spec["train"],
                patch_size=spec["patch"], batch_size=spec["batch"], steps=steps[-1], seed=spec["seed"],
                output_dir=str(out_dir), progress=False, log_every=steps[-1], cpu=spec["device"] == "cpu",
-               schedule=spec.get("schedule", "constant"), **spec["lr_settings"])
+               schedule=spec["schedule"], **spec["lr_settings"])
     if spec["workers"]:
         from dataclasses import fields
         from dil_causal.train import TrainConfig
