@@ -15,144 +15,14 @@ from torch import nn, Tensor
 from torch.utils.data import Dataset
 
 
+from .models.lir import LIR
+
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
-           'MultiScaleDiscriminator', 'LatentDiscriminator', 'LIR', 'lsgan_d_loss', 'lsgan_g_loss', 'latent_d_loss',
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'lsgan_d_loss', 'lsgan_g_loss', 'latent_d_loss',
            'latent_confusion_loss', 'latent_accuracy', 'code_penalty', 'gaussian_blur', 'background_loss',
            'imagenet_normalize', 'VGGFeatures', 'find_vgg19', 'load_vgg19', 'semantic_loss', 'LIRWeights',
            'generator_losses', 'weighted_sum', 'split_domains', 'UnpairedPatches', 'LIRSetup', 'lir_optimizers',
            'discriminator_update', 'generator_update', 'lir_step']
-
-# %% ../nbs/41_lir.ipynb #eadd6f6f
-def _act(): return nn.LeakyReLU(0.2, inplace=True)
-
-class ResBlock(nn.Module):
-    "Two 3×3 convolutions with a skip connection."
-    def __init__(self, c: int): # channels
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), _act(), nn.Conv2d(c, c, 3, 1, 1))
-    def forward(self, x): return x + self.body(x)
-
-class Encoder(nn.Module):
-    "7×7 conv, `n_down` strided 4×4 convs doubling the width, `n_res` residual blocks, then a 1×1 conv to `out_ch` channels."
-    def __init__(self,
-                 nf: int = 64, # width of the first convolution
-                 n_down: int = 2, # strided convolutions: the code is at H / 2**n_down
-                 n_res: int = 4, # residual blocks at the code's resolution
-                 out_ch: int|None = None, # channels of the code (default nf * 2**n_down)
-                 in_ch: int = 3, # input channels
-                ):
-        super().__init__()
-        layers, c = [nn.Conv2d(in_ch, nf, 7, 1, 3), _act()], nf
-        for _ in range(n_down): layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), _act()]; c *= 2
-        layers += [ResBlock(c) for _ in range(n_res)]
-        self.out_ch = out_ch or c
-        layers.append(nn.Conv2d(c, self.out_ch, 1))
-        self.body = nn.Sequential(*layers)
-    def forward(self, x): return self.body(x)
-
-class Decoder(nn.Module):
-    "1×1 conv from `in_ch`, `n_res` residual blocks, `n_up` (nearest ×2, 5×5 conv halving the width), 7×7 conv, sigmoid."
-    def __init__(self,
-                 in_ch: int, # channels of the code
-                 c: int, # width at the code's resolution
-                 n_up: int = 2, # upsamplings (match the encoder's n_down)
-                 n_res: int = 4, # residual blocks
-                 out_ch: int = 3, # image channels
-                ):
-        super().__init__()
-        layers = [nn.Conv2d(in_ch, c, 1), _act()] + [ResBlock(c) for _ in range(n_res)]
-        for _ in range(n_up): layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 5, 1, 2), _act()]; c //= 2
-        layers += [nn.Conv2d(c, out_ch, 7, 1, 3), nn.Sigmoid()]   # output in [0, 1], the range of the data
-        self.body = nn.Sequential(*layers)
-    def forward(self, z): return self.body(z)
-
-# %% ../nbs/41_lir.ipynb #f3188c5d
-class PatchDiscriminator(nn.Module):
-    "LSGAN PatchGAN: `n_layers` strided 4×4 convs (width doubling, capped at 8·nd), then a 3×3 conv to one score per patch."
-    def __init__(self, nd: int = 64, n_layers: int = 3, in_ch: int = 3):
-        super().__init__()
-        layers, c = [nn.Conv2d(in_ch, nd, 4, 2, 1), _act()], nd
-        for _ in range(n_layers - 1): layers += [nn.Conv2d(c, min(2 * c, 8 * nd), 4, 2, 1), _act()]; c = min(2 * c, 8 * nd)
-        layers.append(nn.Conv2d(c, 1, 3, 1, 1))
-        self.body = nn.Sequential(*layers)
-    def forward(self, x): return self.body(x)
-
-class MultiScaleDiscriminator(nn.Module):
-    "`n_scales` PatchGAN discriminators on the image and its 2×, 4×, ... average-pooled versions; a list of score maps."
-    def __init__(self, nd: int = 64, n_layers: int = 3, n_scales: int = 3, in_ch: int = 3):
-        super().__init__()
-        self.scales = nn.ModuleList(PatchDiscriminator(nd, n_layers, in_ch) for _ in range(n_scales))
-    def forward(self, x: Tensor) -> list[Tensor]:
-        outs = []
-        for i, d in enumerate(self.scales):
-            if i: x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
-            outs.append(d(x))
-        return outs
-
-class LatentDiscriminator(nn.Module):
-    "D_R: convolutions on a content code, then the spatial mean: one logit per image (noisy domain = 1)."
-    def __init__(self, in_ch: int, nd: int = 256, n_layers: int = 3):
-        super().__init__()
-        layers, c = [], in_ch
-        for i in range(n_layers): layers += [nn.Conv2d(c, nd, 3, 2 if i else 1, 1), _act()]; c = nd
-        layers.append(nn.Conv2d(c, 1, 1))
-        self.body = nn.Sequential(*layers)
-    def forward(self, z: Tensor) -> Tensor: return self.body(z).mean((1, 2, 3))
-
-# %% ../nbs/41_lir.ipynb #37a66043
-class LIR(nn.Module):
-    "All of LIR's networks; `forward(x)` is the restoration G_Y(E_X(x)) of (B,3,H,W) images in [0, 1]."
-    def __init__(self,
-                 nf: int = 64, # encoders' first width; the content code has nf * 2**n_down channels
-                 n_down: int = 2, # downsamplings: the codes are at H / 2**n_down
-                 n_res: int = 4, # residual blocks of each content encoder and decoder
-                 nz: int = 8, # channels of the noise code
-                 nf_noise: int = 32, # noise encoder's first width (it has one residual block)
-                 nd: int = 64, # image discriminators' first width
-                 d_layers: int = 3, # strided convolutions per image discriminator
-                 d_scales: int = 3, # scales of the multi-scale image discriminators
-                 nd_latent: int = 256, # latent discriminator's width
-                ):
-        super().__init__()
-        self.n_down = n_down
-        self.E_X = Encoder(nf, n_down, n_res)
-        self.E_Y = Encoder(nf, n_down, n_res)
-        c = self.E_X.out_ch
-        self.E_XN = Encoder(nf_noise, n_down, 1, out_ch=nz)
-        self.G_X = Decoder(c + nz, c, n_down, n_res)
-        self.G_Y = Decoder(c, c, n_down, n_res)
-        self.D_X = MultiScaleDiscriminator(nd, d_layers, d_scales)
-        self.D_Y = MultiScaleDiscriminator(nd, d_layers, d_scales)
-        self.D_R = LatentDiscriminator(c, nd_latent)
-
-    GENERATORS, DISCRIMINATORS = ("E_X", "E_XN", "E_Y", "G_X", "G_Y"), ("D_X", "D_Y", "D_R")
-    def generator_parameters(self) -> list[nn.Parameter]:
-        "Parameters of the encoders and decoders (the generator optimiser's)."
-        return [p for n in self.GENERATORS for p in getattr(self, n).parameters()]
-    def discriminator_parameters(self) -> list[nn.Parameter]:
-        "Parameters of D_X, D_Y and D_R (the discriminator optimiser's)."
-        return [p for n in self.DISCRIMINATORS for p in getattr(self, n).parameters()]
-
-    def forward(self, x: Tensor) -> Tensor: # (B,3,H,W) restored, in [0, 1]
-        "Restore: G_Y(E_X(x)), any size (edge-replicated to a multiple of 2**n_down, then cropped back)."
-        h, w = x.shape[-2:]
-        m = 2 ** self.n_down
-        ph, pw = -h % m, -w % m
-        if ph or pw: x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return self.G_Y(self.E_X(x))[..., :h, :w]
-
-    def translate(self,
-                  x: Tensor, # (B,3,P,P) noisy-domain patches, P a multiple of 2**n_down
-                  y: Tensor, # (B,3,P,P) clean-domain patches (other images)
-                 ) -> dict[str, Tensor]:
-        "Every code and image the generator losses need (see the table above)."
-        z_x, n_x, z_y = self.E_X(x), self.E_XN(x), self.E_Y(y)
-        y_fake, x_fake = self.G_Y(z_x), self.G_X(torch.cat([z_y, n_x], 1))
-        return dict(z_x=z_x, n_x=n_x, z_y=z_y, y_fake=y_fake, x_fake=x_fake,
-                    x_rec=self.G_X(torch.cat([z_x, n_x], 1)), y_rec=self.G_Y(z_y),
-                    x_cyc=self.G_X(torch.cat([self.E_Y(y_fake), self.E_XN(x_fake)], 1)),
-                    y_cyc=self.G_Y(self.E_X(x_fake)))
 
 # %% ../nbs/41_lir.ipynb #169e5971
 def lsgan_d_loss(real: list[Tensor], # score maps of real images, one per scale

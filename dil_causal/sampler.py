@@ -13,7 +13,7 @@ from torch import Tensor
 from .distortions import get_distortion
 
 # %% auto #0
-__all__ = ['PRESETS', 'Confounder', 'get_preset', 'ConfounderSampler']
+__all__ = ['PRESETS', 'Confounder', 'get_preset', 'ConfounderSampler', 'sample_generator']
 
 # %% ../nbs/22_sampler.ipynb #679533e3
 @dataclass(frozen=True)
@@ -83,6 +83,15 @@ class ConfounderSampler:
         "The counterfactual versions of `clean`: the same content under every seen confounder."
         return [d(clean, generator) for d in self._dist]
 
+    def independent(self,
+                    cleans: list[Tensor], # n tensors (B,C,H,W) in [0, 1], one per seen confounder (different content)
+                    generator: torch.Generator|None = None, # source of randomness
+                   ) -> list[Tensor]: # n tensors (B,C,H,W): `cleans[i]` under the i-th seen confounder
+        "A fresh clean batch per confounder (the public DIL code's sampling), distorted in the same order as `counterfactual`."
+        if len(cleans) != len(self._dist):
+            raise ValueError(f"independent: {len(cleans)} clean batches for {len(self._dist)} seen confounders")
+        return [d(c, generator) for d, c in zip(self._dist, cleans)]
+
     def pooled(self,
                clean: Tensor, # (B,C,H,W) float in [0, 1]
                generator: torch.Generator|None = None, # source of randomness
@@ -95,3 +104,11 @@ class ConfounderSampler:
             idx = (pick == i).nonzero().flatten().to(clean.device)
             if len(idx): out[idx] = d(clean[idx], generator)
         return out
+
+# %% ../nbs/22_sampler.ipynb #4e9d9047
+def sample_generator(seed: int, # the run's seed
+                     index: int, # the sample's global index in the dataset
+                     phase: int, # 0: the counterfactual views, 1: the pooled view
+                    ) -> torch.Generator:
+    "The CPU generator of one sample's distortions, seeded by (seed, sample index, phase)."
+    return torch.Generator().manual_seed((seed * 1_000_003 + int(index)) * 8 + phase)

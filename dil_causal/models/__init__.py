@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
-from ..lir import LIR
+from .lir import LIR
 
 # %% auto #0
 __all__ = ['BACKBONES', 'build', 'model_device', 'n_parameters', 'tensors_digest', 'save_file_atomic', 'save_model',
