@@ -85,22 +85,28 @@ def data_root() -> Path:
     return Path(os.environ.get("DIL_DATA") or ROOT.parent / "shared" / "data")
 
 
+def method_record(method: str):
+    "The method's record in `dil_causal.train.METHODS`: its passes per outer step, label, whether it has an inner rate."
+    from dil_causal.train import METHODS
+    if method not in METHODS: raise KeyError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    return METHODS[method]
+
+
 def passes_per_step(method: str, n_seen: int) -> int:
-    "Forward/backward passes of the backbone per outer step, as `fit`'s history counts them (LIR: one generator update)."
-    table = {"erm": 1, "dil_sf": n_seen, "dil_pf": n_seen + 1, "dil_ss": 2 * n_seen, "dil_ps": n_seen + 1, "lir": 1}
-    if method not in table: raise KeyError(f"unknown method {method!r}; known methods: {', '.join(table)}")
-    return table[method]
+    "Forward/backward passes of the backbone per outer step, as `fit`'s history counts them (from the method's record)."
+    return method_record(method).passes(n_seen)
 
 
 def method_label(method: str) -> str:
-    "How tables and plots name a method: ERM, LIR, DIL_sf, ..."
-    return method.upper() if method in ("erm", "lir") else f"DIL_{method[4:]}"
+    "How tables and plots name a method: ERM, LIR, DIL_sf, ... (the record's label)."
+    return method_record(method).label
 
 
 def lr_settings(method: str, pairing: str, lr: float, n_seen: int) -> dict:
-    "fit() overrides of a method under a named learning-rate pairing."
+    "fit() overrides of a method under a named learning-rate pairing: for a method with an inner rate, the public"
+    " code's (meta rate = inner rate) or ours, 'unthrottled' (meta rate n x the inner one)."
     if pairing not in PAIRINGS: raise KeyError(f"unknown pairing {pairing!r}; known pairings: {', '.join(PAIRINGS)}")
-    if method in ("dil_sf", "dil_pf"):
+    if method_record(method).inner_rate:
         return dict(lr=lr * (n_seen if pairing == "unthrottled" else 1), inner_lr=lr, inner_betas=(0.0, 0.999))
     return dict(lr=lr)
 

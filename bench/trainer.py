@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from dil_causal.data import PatchDataset, load_images
 from dil_causal.models import build
-from dil_causal.train import fit
+from dil_causal.train import METHODS as RECORDS, fit, paired_patches
 
-METHODS = ("erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps")
+METHODS = tuple(m for m, r in RECORDS.items() if r.data is paired_patches)  # the methods trained on paired patches
 SIGMAS = (5, 10, 15, 20)
 
 

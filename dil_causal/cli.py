@@ -104,7 +104,7 @@ def train(config: str = "", # a JSON file with TrainConfig fields (see configs/)
     path = Path(config)
     if not path.is_file(): raise FileNotFoundError(f"config file {path} does not exist")
     fields = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}  # "_comment" keys
-    cfg = TrainConfig(**{**fields, **_parse_overrides(set)})
+    cfg = TrainConfig.from_dict({**fields, **_parse_overrides(set)})
     result = fit(cfg, resume=resume)
     print(f"wrote {result.checkpoint} ({cfg.method}, {result.history.step.iloc[-1] if len(result.history) else 0} steps)")
     return result.checkpoint

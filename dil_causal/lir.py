@@ -16,13 +16,14 @@ from torch.utils.data import Dataset
 
 
 from .models.lir import LIR
+from .sampler import ConfounderSampler, sample_generator
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'lsgan_d_loss', 'lsgan_g_loss', 'latent_d_loss',
            'latent_confusion_loss', 'latent_accuracy', 'code_penalty', 'gaussian_blur', 'background_loss',
            'imagenet_normalize', 'VGGFeatures', 'find_vgg19', 'load_vgg19', 'semantic_loss', 'LIRWeights',
            'generator_losses', 'weighted_sum', 'split_domains', 'UnpairedPatches', 'LIRSetup', 'lir_optimizers',
-           'discriminator_update', 'generator_update', 'lir_step']
+           'discriminator_update', 'generator_update', 'lir_step', 'lir_setup', 'lir_data']
 
 # %% ../nbs/41_lir.ipynb #169e5971
 def lsgan_d_loss(real: list[Tensor], # score maps of real images, one per scale
@@ -247,7 +248,7 @@ def lir_optimizers(m: LIR, # the networks
     return g_opt, d_opt
 
 def _average_grads(s, params):
-    "Mean gradients over processes (the model is not DDP-wrapped)."
+    "Mean gradients over processes (the step calls the sub-networks directly, which DDP does not synchronise)."
     if s.accelerator.num_processes == 1: return
     for p in params:
         if p.grad is not None: p.grad = s.accelerator.reduce(p.grad, "mean")
@@ -259,17 +260,17 @@ def discriminator_update(s, m: LIR, out: dict, x: Tensor, y: Tensor) -> dict:
         img = (lsgan_d_loss(m.D_Y(y), m.D_Y(out["y_fake"].detach()))
                + lsgan_d_loss(m.D_X(x), m.D_X(out["x_fake"].detach())))
         lat = latent_d_loss(m.D_R(zx), m.D_R(zy))
-    s.d_opt.zero_grad(set_to_none=True)
+    s.parts["d_opt"].zero_grad(set_to_none=True)
     s.accelerator.backward(img + lat)
     _average_grads(s, m.discriminator_parameters())
-    s.d_opt.step()
-    for _ in range(s.lir.latent_d_steps - 1):
-        s.d_opt.zero_grad(set_to_none=True)   # D_X, D_Y have no gradient now: Adam leaves them alone
+    s.parts["d_opt"].step()
+    for _ in range(s.parts["lir"].latent_d_steps - 1):
+        s.parts["d_opt"].zero_grad(set_to_none=True)   # D_X, D_Y have no gradient now: Adam leaves them alone
         with s.accelerator.autocast(): lat = latent_d_loss(m.D_R(zx), m.D_R(zy))
         s.accelerator.backward(lat)
         _average_grads(s, m.D_R.parameters())
-        s.d_opt.step()
-    s.d_opt.zero_grad(set_to_none=True)
+        s.parts["d_opt"].step()
+    s.parts["d_opt"].zero_grad(set_to_none=True)
     with torch.no_grad(), s.accelerator.autocast(): acc = latent_accuracy(m.D_R(zx), m.D_R(zy))  # codes may be bf16
     return {"d_loss": img.detach(), "latent_d_loss": lat.detach(), "latent_acc": acc}
 
@@ -279,15 +280,15 @@ def generator_update(s, m: LIR, out: dict, x: Tensor, y: Tensor) -> dict:
     for p in d_params: p.requires_grad_(False)
     try:
         with s.accelerator.autocast():
-            terms = generator_losses(m, out, x, y, s.lir.vgg)
-            loss = weighted_sum(terms, s.lir.weights)
+            terms = generator_losses(m, out, x, y, s.parts["lir"].vgg)
+            loss = weighted_sum(terms, s.parts["lir"].weights)
         s.opt.zero_grad(set_to_none=True)
         s.accelerator.backward(loss)
     finally:
         for p in d_params: p.requires_grad_(True)
     params = m.generator_parameters()
     _average_grads(s, params)
-    if s.grad_clip: s.accelerator.clip_grad_norm_(params, s.grad_clip)
+    if s.cfg.grad_clip: s.accelerator.clip_grad_norm_(params, s.cfg.grad_clip)
     s.opt.step()
     s.opt.zero_grad(set_to_none=True)
     return {"loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
@@ -301,4 +302,27 @@ def lir_step(s, # the training state (see above)
     with s.accelerator.autocast(): out = m.translate(x, y)
     logs = discriminator_update(s, m, out, x, y)
     logs.update(generator_update(s, m, out, x, y))
-    return {**logs, "passes": 1}
+    return logs
+
+def lir_setup(cfg, # the run's `TrainConfig`
+              model: LIR, # the networks
+              device: torch.device, # where training runs
+             ) -> dict: # parts: opt (encoders, decoders), d_opt (discriminators), lir (`LIRSetup`), scheduled
+    "LIR's method setup for `fit`: its two optimisers (both follow the schedule) and its loss settings."
+    if not isinstance(model, LIR):
+        raise ValueError(f"method 'lir' trains LIR's own networks: pick an LIR backbone ('lir' or 'lir-tiny'), not {cfg.backbone!r}")
+    opt, d_opt = lir_optimizers(model, cfg.lr, cfg.lir_betas, cfg.weight_decay)
+    weights = LIRWeights.from_dict(cfg.lir_weights)
+    vgg = load_vgg19(cfg.vgg_weights) if weights.semantic else None  # None (with a warning): no semantic term
+    return {"opt": opt, "d_opt": d_opt, "lir": LIRSetup(weights, vgg.to(device) if vgg is not None else None,
+                                                        cfg.latent_d_steps), "scheduled": ("opt", "d_opt")}
+
+def lir_data(cfg, # the run's `TrainConfig`
+             images: dict, # name -> (3,H,W) clean images, split into the unpaired domains
+             sampler: ConfounderSampler, # the training confounders that make the noisy domain
+             n_items: int, # items of the whole run
+             draws: tuple = (), # unused: LIR reads the unpaired pair
+            ) -> UnpairedPatches:
+    "LIR's data for `fit`: unpaired patches, the noisy domain under a uniformly drawn confounder, seeded per sample."
+    distort = lambda patch, i: sampler.pooled(patch[None], sample_generator(cfg.seed, i, 1))[0]
+    return UnpairedPatches(images, cfg.patch_size, n_items, seed=cfg.seed, distort=distort, augment=cfg.augment)

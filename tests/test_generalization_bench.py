@@ -85,11 +85,12 @@ def test_lir_runs_beside_erm_on_its_own_network(tmp_path, shared_data):
              "--work", str(tmp_path / "work"), "--schedule", "cosine"],
             env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    # --schedule reaches fit: each run's config says cosine, and its rate has decayed to 0 at the final budget
+    # --schedule reaches fit: each run's config says cosine, and the rate of its last step has nearly decayed to 0
     for m in ("erm", "lir"):
         run_dir = tmp_path / "work" / f"denoise-{m}-lir-tiny-reference-s0"
-        assert json.loads((run_dir / "config.json").read_text())["schedule"] == "cosine"
-        assert pd.read_csv(run_dir / "history.csv").lr.iloc[-1] == 0.0
+        cfg = json.loads((run_dir / "config.json").read_text())
+        assert cfg["schedule"] == "cosine"
+        assert 0 < pd.read_csv(run_dir / "history.csv").lr.iloc[-1] < 0.01 * cfg["lr"]
     assert json.loads((out / "meta.json").read_text())["settings"]["schedule"] == "cosine"
     df = pd.read_csv(out / "results.csv")
     assert set(df.method) == {"erm", "lir"} and set(df.backbone) == {"lir-tiny"}

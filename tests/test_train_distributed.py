@@ -27,14 +27,17 @@ def write_cfg(path: Path, **cfg) -> Path:
     path.write_text(json.dumps(cfg)); return path
 
 
-METHODS = ["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"]
+# every paired method, and every DIL variant with the public code's independent content too
+RUNS = {m: dict(method=m) for m in ["erm", "dil_sf", "dil_pf", "dil_ss", "dil_ps"]} | \
+       {f"{m}-independent": dict(method=m, content="independent") for m in ["dil_sf", "dil_pf", "dil_ss", "dil_ps"]}
+METHODS = list(RUNS)
 
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     "Every method in one plain process with the global batch (4) of the multi-process runs; their output folder."
     tmp = tmp_path_factory.mktemp("one")
-    cfgs = [write_cfg(tmp / f"{m}.json", method=m, batch_size=4, output_dir=str(tmp / m), **SMALL) for m in METHODS]
+    cfgs = [write_cfg(tmp / f"{m}.json", **RUNS[m], batch_size=4, output_dir=str(tmp / m), **SMALL) for m in METHODS]
     r = run([sys.executable, WORKER, *map(str, cfgs)], env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp
@@ -54,7 +57,7 @@ def check_ranks(two: Path, one: Path):
 
 
 def two_rank_configs(tmp_path: Path) -> list[Path]:
-    return [write_cfg(tmp_path / f"two_{m}.json", method=m, batch_size=2, output_dir=str(tmp_path / "two" / m),
+    return [write_cfg(tmp_path / f"two_{m}.json", **RUNS[m], batch_size=2, output_dir=str(tmp_path / "two" / m),
                       **SMALL) for m in METHODS]
 
 
