@@ -21,11 +21,12 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'MAX_PIXELS', 'DATASETS', 'ARCHIVE_KINDS', 'uint8_to_tensor',
-           'tensor_to_uint8', 'skimage_images', 'read_image', 'image_files', 'image_folder', 'load_images', 'augment',
-           'PatchDataset', 'DatasetSpec', 'data_root', 'find_dataset', 'sha256_file', 'read_manifests',
-           'verify_dataset', 'archive_kind', 'safe_extract', 'pid_alive', 'remove_partial_downloads',
-           'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets']
+__all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'MAX_PIXELS', 'DATASETS', 'ARCHIVE_KINDS', 'SUBIMAGE_SETS',
+           'MANIFEST', 'uint8_to_tensor', 'tensor_to_uint8', 'skimage_images', 'read_image', 'image_files',
+           'image_folder', 'load_images', 'augment', 'PatchDataset', 'DatasetSpec', 'data_root', 'find_dataset',
+           'sha256_file', 'read_manifests', 'verify_dataset', 'archive_kind', 'safe_extract', 'umask', 'pid_alive',
+           'remove_partial_downloads', 'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets',
+           'cut_subimages', 'write_manifest', 'check_manifest', 'prepare_subimages']
 
 # %% ../nbs/21_data.ipynb #90880039
 def uint8_to_tensor(img: np.ndarray, # (H,W,3) uint8 RGB
@@ -313,6 +314,12 @@ def safe_extract(archive: str|Path, # a zip or tar file
     return written
 
 # %% ../nbs/21_data.ipynb #8db649ed
+def umask() -> int:
+    "The process's file-creation mask (read by setting it and putting it back)."
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 def pid_alive(pid: int) -> bool:
     "Whether process `pid` exists (on this machine)."
     try: os.kill(pid, 0)
@@ -401,3 +408,59 @@ def list_datasets(root: str|Path|None = None, # data root (see `data_root`)
     return pd.DataFrame([{"name": s.name, "images": s.n_images, "url": s.url or "(by hand)",
                           "sha256": "archive" if s.sha256 else "per file" if s.checksums else "not recorded",
                           "found": str(find_dataset(s.name, base) or "")} for s in DATASETS.values()])
+
+# %% ../nbs/21_data.ipynb #f71c5cf4
+SUBIMAGE_SETS = {"DF2K": 3450, "DIV2K": 800} # high-resolution images each training set is cut from
+MANIFEST = "MANIFEST.sha256"
+
+def cut_subimages(img: np.ndarray, # (H,W,3) uint8
+                  size: int = 256, # side of the square crops
+                  stride: int = 256, # step between crops (size: no overlap)
+                 ) -> list[np.ndarray]: # the crops, row by row; remainders at the right and bottom dropped
+    "Cut an image into `size` squares at multiples of `stride`."
+    h, w = img.shape[:2]
+    return [img[y:y + size, x:x + size] for y in range(0, h - size + 1, stride) for x in range(0, w - size + 1, stride)]
+
+def write_manifest(folder: str|Path) -> Path:
+    "Write `folder/MANIFEST.sha256` listing the SHA-256 of every image in `folder` (`sha256sum` format)."
+    folder = Path(folder)
+    lines = [f"{sha256_file(f)}  {f.name}\n" for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    (folder / MANIFEST).write_text("".join(lines))
+    return folder / MANIFEST
+
+def check_manifest(folder: str|Path) -> int: # the number of files checked
+    "Verify every file listed in `folder/MANIFEST.sha256`, and that no image in `folder` is unlisted."
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file(): raise FileNotFoundError(f"{folder} has no {MANIFEST}")
+    listed = dict(reversed(l.split(maxsplit=1)) for l in (folder / MANIFEST).read_text().splitlines() if l.strip())
+    images = {f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS}
+    bad = sorted(images ^ set(listed)) + sorted(n for n in set(listed) & images if sha256_file(folder / n) != listed[n])
+    if bad: raise ValueError(f"{folder}: {len(bad)} file(s) missing, unlisted or failing their SHA-256: {', '.join(bad[:5])}")
+    return len(listed)
+
+# %% ../nbs/21_data.ipynb #b9b8c0ee
+def prepare_subimages(sources: list[str|Path], # folders of high-resolution images, read in this order, each in name order
+                      dest: str|Path, # the folder to create, e.g. datasets/DF2K/train_HR_sub
+                      size: int = 256, # side of the crops
+                      stride: int = 256, # step between crops
+                      overwrite: bool = False, # replace `dest` if it exists
+                      progress: bool = True, # progress bar over the images
+                     ) -> dict: # images read, sub-images written, folder
+    "Cut every image of `sources` into `size` crops numbered 000001.png, ... in `dest`, with a SHA-256 manifest."
+    dest, files = Path(dest), [f for s in sources for f in image_files(s)]
+    if dest.exists() and not overwrite: raise FileExistsError(f"{dest} already exists; remove it or pass overwrite")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_partial_downloads(dest.parent)
+    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-{os.getpid()}-"))
+    try:
+        count = 0
+        for f in tqdm(files, desc="sub-images", unit="image", disable=not progress):
+            for crop in cut_subimages(tensor_to_uint8(read_image(f)), size, stride):
+                count += 1
+                Image.fromarray(crop).save(work / f"{count:06d}.png", compress_level=3)
+        write_manifest(work)
+        os.chmod(work, 0o777 & ~umask())  # mkdtemp makes it 0700
+        if dest.exists(): shutil.rmtree(dest)
+        os.replace(work, dest)
+    finally: shutil.rmtree(work, ignore_errors=True)
+    return {"images": len(files), "subimages": count, "folder": str(dest)}

@@ -19,6 +19,7 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
+from ..data import pid_alive, umask
 from ..lir import LIR
 
 try: import fcntl  # POSIX advisory locks for output folders; absent on Windows, where folders are not locked
@@ -72,12 +73,6 @@ def tensors_digest(tensors: dict[str, Tensor], # name -> tensor, e.g. a state di
     return h.hexdigest()
 
 # %% ../../nbs/39_models.ipynb #6415b5de
-def _umask() -> int:
-    "The process's file-creation mask (read by setting it and putting it back)."
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
 def _fsync_dir(folder: Path):
     "Make a rename in `folder` durable (skipped where folders cannot be opened)."
     try: fd = os.open(folder, os.O_RDONLY)
@@ -86,19 +81,13 @@ def _fsync_dir(folder: Path):
     except OSError: pass
     finally: os.close(fd)
 
-def _pid_alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
 def remove_stale_temps(folder: str|Path, # a folder written with `atomic_write`
                       ) -> list[Path]: # the files removed
     "Remove the hidden temporary files (`.NAME.PID.tmp`) that writers killed mid-write left in `folder`."
     gone = []
     for f in Path(folder).glob(".*.tmp"):
         pid = f.name.split(".")[-2]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             f.unlink(missing_ok=True); gone.append(f)
     return gone
 
@@ -113,7 +102,7 @@ def atomic_write(path: str|Path, # the destination file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         with open(tmp, "rb") as f: os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
