@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # elsewhere (e.g. at a folder that does not exist, to see what a fresh clone without them runs).
 DATA = Path(os.environ.get("DIL_TEST_DATA") or ROOT.parent / "shared" / "data")
 WHERE = ("the benchmark images (CBSD68, Kodak24, Set5, Set12, Set14, CBSD432_jpg with MANIFEST.sha256) are not at {}: "
-         "put them there (or set DIL_TEST_DATA) to run this test; CBSD68, Kodak24 and Set12 download through the "
-         "registry (`dil_causal.data.get_dataset`), the others come from the BSDS500 archive and the SR benchmark "
-         "bundles listed in `dil-causal data list`")
+         "put them there (or set DIL_TEST_DATA) to run this test. Where each set comes from: `dil-causal data list` "
+         "(CBSD68, Kodak24, McMaster and Set12 download through `dil_causal.data.get_dataset`; Set5, Set14 and "
+         "CBSD432 come from the SR benchmark bundles and the BSDS500 archive)")
 
 
 def venv_bin(name: str) -> str:
