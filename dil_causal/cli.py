@@ -5,17 +5,21 @@
 # %% ../nbs/60_cli.ipynb #b7722bab
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from fastcore.script import anno_parser
+import torch
+from fastcore.script import Param, anno_parser
 
 import json
 
-from .data import DATASETS, image_folder, list_datasets, load_dataset, load_images, verify_dataset
+from . import __version__
+from .data import (DATASETS, MANIFEST, SUBIMAGE_SETS, check_manifest, image_folder, list_datasets, load_dataset,
+                              load_images, prepare_subimages, read_image, verify_dataset)
 from .diagnostics import generalization_curve
 from .evaluate import PROTOCOLS, evaluate
 from .models import load_model, read_record
@@ -24,7 +28,8 @@ from .sampler import get_preset
 from .train import TrainConfig, fit
 
 # %% auto #0
-__all__ = ['COMMANDS', 'comparison_table', 'demo', 'train', 'eval_checkpoint', 'restore', 'data', 'main']
+__all__ = ['COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'eval_checkpoint',
+           'parse_device', 'restore', 'data', 'main']
 
 # %% ../nbs/60_cli.ipynb #25f9c6ab
 def comparison_table(results: pd.DataFrame, # `evaluate` rows with a `method` column
@@ -95,6 +100,26 @@ def _parse_overrides(items: str) -> dict:
         except json.JSONDecodeError: out[k.strip()] = v
     return out
 
+def read_config(path: Path, # a JSON file of TrainConfig fields ("_comment"-style keys are ignored)
+               ) -> dict: # the fields
+    "Read a run's JSON config; errors name the file and the problem (encoding, syntax, unknown fields)."
+    try: text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e: raise ValueError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try: fields = json.loads(text)
+    except json.JSONDecodeError as e: raise ValueError(f"config file {path} is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    if not isinstance(fields, dict): raise ValueError(f"config file {path} must hold a JSON object of TrainConfig fields")
+    fields = {k: v for k, v in fields.items() if not k.startswith("_")}
+    check_fields(fields, f"config file {path}")
+    return fields
+
+def check_fields(fields: dict, # field name -> value
+                 where: str, # names the source in the error
+                ):
+    "Raise a ValueError naming `where` for any name that is not a `TrainConfig` field."
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown: raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; TrainConfig's fields: {', '.join(sorted(known))}")
+
 def train(config: str = "", # a JSON file with TrainConfig fields (see configs/); required
           set: str = "", # comma-separated overrides, e.g. "steps=50,output_dir=runs/x"
           resume: bool = False, # continue from the output folder's checkpoint
@@ -103,8 +128,9 @@ def train(config: str = "", # a JSON file with TrainConfig fields (see configs/)
     if not config: raise ValueError("train needs --config FILE (see the configs/ folder)")
     path = Path(config)
     if not path.is_file(): raise FileNotFoundError(f"config file {path} does not exist")
-    fields = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}  # "_comment" keys
-    cfg = TrainConfig.from_dict({**fields, **_parse_overrides(set)})
+    fields, overrides = read_config(path), _parse_overrides(set)
+    check_fields(overrides, "--set")
+    cfg = TrainConfig.from_dict({**fields, **overrides})
     result = fit(cfg, resume=resume)
     print(f"wrote {result.checkpoint} ({cfg.method}, {result.history.step.iloc[-1] if len(result.history) else 0} steps)")
     return result.checkpoint
@@ -114,80 +140,131 @@ def _test_images(data: str, root: str|None) -> dict:
     if data == "skimage": return load_images("skimage", split="test")
     if data in DATASETS: return load_dataset(data, root, download=False)
     if Path(data).is_dir(): return image_folder(data)
-    raise ValueError(f"--data {data!r} is neither 'skimage', a registered set ({', '.join(DATASETS)}) nor a folder")
+    if Path(data).is_file(): return {Path(data).name: read_image(data)}
+    raise ValueError(f"--data {data!r} is neither 'skimage', a registered set ({', '.join(DATASETS)}), an image file nor a folder")
 
 def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (model.safetensors); required
-                    data: str = "skimage", # "skimage", a registered benchmark set (e.g. CBSD68) or an image folder
+                    data: str = "skimage", # "skimage", a registered benchmark set (e.g. CBSD68), an image folder or one image file
                     preset: str = "denoise", # confounder preset: its seen and unseen degrees are all tested
                     protocol: str = "dil", # test-distortion protocol: dil (clipped) or kair (unclipped)
-                    root: str|None = None, # data root for registered sets (default $DIL_DATA or ~/.cache/dil_causal)
+                    root: str|None = None, # data root for registered sets (default $DIL_DATA, else ~/.cache/dil_causal/data)
                     crop_border: int = 0, # pixels cropped from each edge before measuring
                     limit: int = 0, # evaluate only the first this many images (0: all)
                     output: str|None = None, # write every measurement to this CSV file
-                   ) -> pd.DataFrame: # mean PSNR/SSIM per degree
-    "Evaluate a saved model on a test set under a confounder preset; print the mean PSNR/SSIM per degree."
+                    plot: str|None = None, # write a plot of PSNR against the distortion degree (model and noisy input) to this PNG
+                   ) -> pd.DataFrame: # mean PSNR/SSIM per degree, with the distorted input's PSNR beside
+    "Evaluate a saved model on a test set under a confounder preset; print mean PSNR/SSIM per degree beside the input's."
     if not checkpoint: raise ValueError("eval needs --checkpoint FILE")
+    if limit < 0: raise ValueError(f"--limit must be 0 (all images) or a positive count, got {limit}")
     model = load_model(checkpoint)
     images = _test_images(data, root)
     if limit: images = dict(list(images.items())[:limit])
-    rows = evaluate(model, images, preset, protocol=protocol, crop_border=crop_border, dataset=data)
-    if output: Path(output).parent.mkdir(parents=True, exist_ok=True); rows.to_csv(output, index=False)
-    table = rows.groupby(["family", "degree", "seen"])[["psnr", "ssim", "psnr_y", "ssim_y"]].mean().reset_index()
     rec = read_record(checkpoint)
+    label = f"{rec.get('method', 'model')} ({rec['backbone']})"
+    rows = evaluate(model, images, preset, protocol=protocol, crop_border=crop_border, dataset=data).assign(method=label)
+    noisy = evaluate(None, images, preset, protocol=protocol, crop_border=crop_border, dataset=data, progress=False).assign(method="input")
+    if output: Path(output).parent.mkdir(parents=True, exist_ok=True); pd.concat([rows, noisy]).to_csv(output, index=False)
+    keys = ["family", "degree", "seen"]
+    table = rows.groupby(keys)[["psnr", "ssim", "psnr_y", "ssim_y"]].mean().reset_index()
+    table.insert(3, "input_psnr", noisy.groupby(keys).psnr.mean().values)
     print(f"{checkpoint} ({rec.get('method', '?')}, {rec['backbone']}) on {data} ({len(images)} images), "
           f"preset {preset}, protocol {protocol}:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if plot:
+        _, fig = generalization_curve(pd.concat([rows, noisy]), title=f"{label} on {data}")
+        Path(plot).parent.mkdir(parents=True, exist_ok=True); fig.savefig(plot, dpi=120); plt.close(fig)
+        print(f"wrote {plot}")
     return table
 
 # %% ../nbs/60_cli.ipynb #483c6765
+def parse_device(name: str, # e.g. "cpu", "cuda", "cuda:1", "mps"; "": None
+                ) -> str|None: # the device, or None for the default
+    "Check that a device name is valid and available here; errors name the device."
+    if not name: return None
+    try: dev = torch.device(name)
+    except (RuntimeError, ValueError): raise ValueError(f"unknown device {name!r} (use e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type != "cpu":
+        backend = getattr(torch, dev.type, None)
+        if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+            raise ValueError(f"device {name!r} is not available on this machine")
+        if dev.index is not None and dev.index >= backend.device_count():
+            raise ValueError(f"device {name!r} does not exist: this machine has {backend.device_count()} {dev.type} device(s)")
+    return str(dev)
+
 def restore(input: str, # an image file or a folder of images
             output: str, # a .png file (for a file input) or a folder (for a folder input)
             checkpoint: str = "", # a model file written by dil_causal (model.safetensors); required
-            tile: int = 0, # core size of the tiles in pixels; 0: whole images
+            tile: int = 0, # core size of the tiles in pixels (at least 16); 0: whole images
             overlap: int = 32, # context pixels around each tile
             device: str = "", # e.g. "cpu" or "cuda:0"; default: the accelerator if there is one, else the CPU
            ) -> list[Path]: # the written PNG files
-    "Restore an image file or a folder of images with a saved checkpoint, in overlapping tiles."
+    "Restore an image file or a folder of images with a saved checkpoint, in overlapping tiles; prints what it wrote."
     if not checkpoint: raise ValueError("restore needs --checkpoint FILE")
-    return restore_cli(input, output, checkpoint, tile or None, overlap, device or None)
+    written = restore_cli(input, output, checkpoint, tile or None, overlap, parse_device(device))
+    for p in written: print(f"wrote {p}")
+    return written
 
 # %% ../nbs/60_cli.ipynb #2192895d
-def data(action: str, # "list" (where each registered set is) or "verify" (counts and checksums of one set)
-         name: str|None = None, # the set to verify, e.g. CBSD68
-         root: str|None = None, # data root (default $DIL_DATA or ~/.cache/dil_causal)
+def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the registered sets are, check one, cut training sub-images", str),
+         name: Param("the set: to verify (e.g. CBSD68, or a folder with a MANIFEST.sha256) or to prepare (DF2K, DIV2K)", str, opt=False, nargs="?")=None,
+         root: str|None = None, # data root of the registered sets (default $DIL_DATA, else ~/.cache/dil_causal/data)
+         source: str = "", # prepare: the folder(s) of high-resolution images, comma-separated (also --from)
+         output: str = "", # prepare: where the sub-images go (default datasets/NAME/train_HR_sub)
+         overwrite: bool = False, # prepare: replace an existing output folder
         ):
-    "List the registered benchmark sets, or verify one against its manifest."
+    "List the registered benchmark sets, verify one, or prepare DF2K/DIV2K training sub-images."
     if action == "list":
         table = list_datasets(root)
         print(table.to_string(index=False))
         return table
     if action == "verify":
-        if not name: raise ValueError("data verify needs --name, e.g. --name CBSD68")
+        if not name: raise ValueError("data verify needs the set's name, e.g. dil-causal data verify CBSD68")
+        if name not in DATASETS and Path(name).is_dir():
+            print(f"{name}: verified ({check_manifest(name)} files match {MANIFEST})")
+            return name
         result = verify_dataset(name, root)
         print(f"{name}: verified ({result})")
         return result
-    raise ValueError(f"unknown data action {action!r}: use 'list' or 'verify'")
+    if action == "prepare":
+        if name not in SUBIMAGE_SETS: raise ValueError(f"data prepare makes the training sub-images of {' or '.join(SUBIMAGE_SETS)}, got {name!r}")
+        if not source: raise ValueError(f"data prepare {name} needs --from DIR: the folder(s) of its {SUBIMAGE_SETS[name]} high-resolution images")
+        out = Path(output or f"datasets/{name}/train_HR_sub")
+        result = prepare_subimages([s.strip() for s in source.split(",") if s.strip()], out, overwrite=overwrite)
+        if result["images"] != SUBIMAGE_SETS[name]:
+            print(f"note: {name} has {SUBIMAGE_SETS[name]} high-resolution images; {result['images']} were found")
+        print(f"wrote {result['subimages']} sub-images of {result['images']} images to {out} (checksums in {out / MANIFEST})")
+        return result
+    raise ValueError(f"unknown data action {action!r}: use 'list', 'verify' or 'prepare'")
 
 # %% ../nbs/60_cli.ipynb #ebd32849
 COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "data": data}
+ALIASES = {"--from": "--source"} # option spellings that are Python keywords
+
+def _message(e: Exception) -> str:
+    "One line for an error: an OSError's reason and file, otherwise its message."
+    if isinstance(e, OSError) and e.strerror: return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e.args[0]) if e.args else type(e).__name__
 
 def main(argv: list[str]|None = None, # arguments after the program name (default: sys.argv[1:])
         ):
     "The `dil-causal` command: `dil-causal COMMAND [options]`."
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"dil-causal {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: dil-causal COMMAND [options]\n\ncommands:")
         for name, f in COMMANDS.items(): print(f"  {name:10s} {f.__doc__}")
-        print("\n'dil-causal COMMAND --help' describes a command's options.")
+        print("\n'dil-causal COMMAND --help' describes a command's options; 'dil-causal --version' prints the version.")
         return 0 if argv else 2
     if argv[0] not in COMMANDS:
         print(f"dil-causal: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     func = COMMANDS[argv[0]]
-    args = vars(anno_parser(func, prog=f"dil-causal {argv[0]}").parse_args(argv[1:]))
+    args = vars(anno_parser(func, prog=f"dil-causal {argv[0]}").parse_args([ALIASES.get(a, a) for a in argv[1:]]))
     args.pop("pdb", None); args.pop("xtra", None)
     try: func(**args)
-    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:  # bad input: a message, not a traceback
-        print(f"dil-causal {argv[0]}: error: {e.args[0] if e.args else e}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, FloatingPointError) as e:  # bad input or a failing disk: one line, not a traceback
+        print(f"dil-causal {argv[0]}: error: {_message(e)}", file=sys.stderr)
         return 1
     return 0

@@ -5,24 +5,28 @@
 # %% ../nbs/21_data.ipynb #fe2aa2d8
 from __future__ import annotations
 
-import hashlib, os, shutil, tarfile, tempfile, urllib.request, zipfile
+import hashlib, importlib.resources, os, shutil, stat, tarfile, tempfile, urllib.parse, urllib.request, warnings, zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 import skimage.data
 import skimage.io
+import tifffile
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'DATASETS', 'uint8_to_tensor', 'tensor_to_uint8',
-           'skimage_images', 'read_image', 'image_files', 'image_folder', 'load_images', 'augment', 'PatchDataset',
-           'DatasetSpec', 'data_root', 'find_dataset', 'sha256_file', 'read_manifests', 'verify_dataset',
-           'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets']
+__all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'MAX_PIXELS', 'DATASETS', 'ARCHIVE_KINDS', 'SUBIMAGE_SETS',
+           'MANIFEST', 'uint8_to_tensor', 'tensor_to_uint8', 'skimage_images', 'read_image', 'image_files',
+           'image_folder', 'load_images', 'augment', 'PatchDataset', 'DatasetSpec', 'data_root', 'find_dataset',
+           'sha256_file', 'read_manifests', 'verify_dataset', 'archive_kind', 'safe_extract', 'umask', 'pid_alive',
+           'remove_partial_downloads', 'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets',
+           'cut_subimages', 'write_manifest', 'check_manifest', 'prepare_subimages']
 
 # %% ../nbs/21_data.ipynb #90880039
 def uint8_to_tensor(img: np.ndarray, # (H,W,3) uint8 RGB
@@ -55,12 +59,42 @@ def skimage_images(split: str = "train", # "train" or "test"
 
 # %% ../nbs/21_data.ipynb #20789f5b
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 2**26 # largest image read_image decodes (67 megapixels): checked in the header, before decoding
+
+def _check_size(path: Path, w: int, h: int, frames: int, max_pixels: int):
+    if w * h * frames > max_pixels:
+        raise ValueError(f"{path} claims {w}x{h}{f' x {frames} frames' if frames > 1 else ''} pixels, more than "
+                         f"max_pixels={max_pixels:,}; refusing to decode it (raise max_pixels if it is genuine)")
+
+def _decode_tiff(path: Path, max_pixels: int) -> np.ndarray:
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[0]
+        _check_size(path, page.imagewidth, page.imagelength, max(1, getattr(page, "imagedepth", 1)), max_pixels)
+        return page.asarray()
+
+def _decode(path: Path, max_pixels: int) -> np.ndarray: # (H,W) or (H,W,C), uint8 or uint16
+    "Decode an image file after checking that it is a regular file of plausible size."
+    if not stat.S_ISREG(path.stat().st_mode): raise ValueError(f"cannot read image {path}: not a regular file")
+    if path.suffix.lower() in (".tif", ".tiff"): return _decode_tiff(path, max_pixels)
+    try: im = Image.open(path)
+    except Image.DecompressionBombError:  # Pillow's own hard cap (2 x Image.MAX_IMAGE_PIXELS) came first
+        raise ValueError(f"{path} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than max_pixels={max_pixels:,}") from None
+    with im:
+        _check_size(path, im.width, im.height, getattr(im, "n_frames", 1), max_pixels)
+        if "transparency" in im.info:
+            raise ValueError(f"{path} has a transparent colour ({im.mode} image); convert it to RGB first")
+        if im.mode == "CMYK": return np.asarray(im.convert("RGB"))
+    return skimage.io.imread(path)
 
 def read_image(path: str|Path, # an image file (png, jpg, bmp, tif, webp)
+               max_pixels: int = MAX_PIXELS, # refuse images whose header claims more pixels
               ) -> Tensor: # (3,H,W) float32 in [0, 1]
-    "Read an image file as an RGB float tensor in [0, 1]."
+    "Read an image file as an RGB float tensor in [0, 1], checking its size before decoding it."
     path = Path(path)
-    try: img = skimage.io.imread(path)
+    try: img = _decode(path, max_pixels)
+    except ValueError as e:
+        if str(path) in str(e): raise
+        raise ValueError(f"cannot read image {path}: {e}") from None
     except Exception as e: raise ValueError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
     if img.ndim == 3 and img.shape[2] in (2, 4):
         raise ValueError(f"{path} has an alpha channel ({img.shape[2]} channels); convert it to RGB first")
@@ -88,6 +122,7 @@ def load_images(source: str, # "skimage" (the embedded default) or the path of a
                 split: str = "train", # for "skimage": which split, "train" or "test"
                ) -> dict[str, Tensor]: # name -> (3,H,W) float in [0, 1]
     "Clean images from `source`."
+    if not str(source).strip(): raise ValueError("no image source given: use 'skimage' or the path of an image folder")
     return skimage_images(split) if source == "skimage" else image_folder(source)
 
 # %% ../nbs/21_data.ipynb #47bac5e3
@@ -135,28 +170,33 @@ class DatasetSpec:
     "Where to get one benchmark set and what it must hold."
     name: str # the registry key and the folder name under a data root
     n_images: int # expected number of image files
-    url: str|None = None # a zip or tar archive to download; None: the files must be placed by hand
-    sha256: str|None = None # SHA-256 of the archive, where published or recorded; None: not verified
+    url: str|None = None # an https zip or tar archive to download; None: the files must be placed by hand
+    sha256: str|None = None # SHA-256 of the archive; when given it is enforced. None: not recorded (see `source`)
     member: str = "" # the folder inside the archive that holds the images
     aliases: tuple = () # other accepted folder names under a data root
     source: str = "" # origin, licence notes, how to get it by hand
+    archive: str = "" # "zip", "tar", "tar.gz", "tar.bz2" or "tar.xz"; "": from the URL's file name, never from the content
+    checksums: str = "" # a file in dil_causal/checksums listing each image's SHA-256 as "<set>/<file>"; enforced after extraction
 
-_FFDNET = "https://github.com/cszn/FFDNet/archive/refs/heads/master.zip"  # KAIR/FFDNet test sets
+_FFDNET_COMMIT = "e787f46df2f374ff3591186706229cb9a0591fea"  # FFDNet's master on 2021-10-10; its test sets are unchanged since 2019
+_FFDNET = f"https://github.com/cszn/FFDNet/archive/{_FFDNET_COMMIT}.zip"
+_FFDNET_SETS = dict(url=_FFDNET, checksums="FFDNet-e787f46d.sha256")
+_NO_HASH = "; archive SHA-256 not recorded (nothing could be downloaded where the registry was written)"
 DATASETS = {s.name: s for s in [
-    DatasetSpec("CBSD68", 68, _FFDNET, member="FFDNet-master/testsets/CBSD68",
+    DatasetSpec("CBSD68", 68, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/CBSD68", **_FFDNET_SETS,
                 source="colour BSD68 (Berkeley Segmentation Dataset test images), 481x321; DIL Table 1"),
-    DatasetSpec("Kodak24", 24, _FFDNET, member="FFDNet-master/testsets/Kodak24",
+    DatasetSpec("Kodak24", 24, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/Kodak24", **_FFDNET_SETS,
                 source="Kodak PhotoCD, 768x512; DIL Table 1"),
-    DatasetSpec("McMaster", 18, _FFDNET, member="FFDNet-master/testsets/McMaster",
+    DatasetSpec("McMaster", 18, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/McMaster", **_FFDNET_SETS,
                 source="McMaster colour demosaicing set, 500x500; DIL Table 1"),
-    DatasetSpec("Set12", 12, _FFDNET, member="FFDNet-master/testsets/Set12", source="12 grayscale test images"),
+    DatasetSpec("Set12", 12, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/Set12", **_FFDNET_SETS, source="12 grayscale test images"),
     DatasetSpec("Set5", 5, source="SR benchmark (Bevilacqua et al.); get it from the SR benchmark bundles that BasicSR lists"),
     DatasetSpec("Set14", 14, source="SR benchmark (Zeyde et al.), one grayscale image; from the BasicSR bundles"),
     DatasetSpec("BSD100", 100, source="BSD300 test images used for SR; from the BasicSR bundles"),
     DatasetSpec("Urban100", 100, source="Huang et al. 2015 urban scenes; from the BasicSR bundles"),
     DatasetSpec("Manga109", 109, source="Manga109 (Aizawa lab); licence-restricted: request it at manga109.org"),
-    DatasetSpec("DIV2K", 800, "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", member="DIV2K_train_HR",
-                source="DIV2K training HR images (NTIRE 2017), 2K resolution"),
+    DatasetSpec("DIV2K", 800, "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", member="DIV2K_train_HR",
+                source="DIV2K training HR images (NTIRE 2017), 2K resolution" + _NO_HASH),
     DatasetSpec("CBSD432", 432, aliases=("CBSD432_jpg",),
                 source="BSDS500 minus CBSD68 (train for the denoising benchmarks); from the BSDS500 archive at Berkeley"),
 ]}
@@ -217,6 +257,86 @@ def _missing_message(spec: DatasetSpec, base: Path) -> str:
     return (f"dataset {spec.name} not found under {base}: put its {spec.n_images} images in {base / spec.name}/ "
             f"{how}; the data root is the `root` argument, else $DIL_DATA")
 
+ARCHIVE_KINDS = {".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".tar.bz2": "tar.bz2", ".tar.xz": "tar.xz"}
+
+def archive_kind(spec: DatasetSpec) -> str:
+    "The archive type of `spec`: as registered, else from the URL's file name (never guessed from the content)."
+    kinds = set(ARCHIVE_KINDS.values())
+    if spec.archive:
+        if spec.archive not in kinds: raise ValueError(f"{spec.name}: unknown archive type {spec.archive!r}; use one of {sorted(kinds)}")
+        return spec.archive
+    name = PurePosixPath(urllib.parse.urlparse(spec.url or "").path).name.lower()
+    for suffix in sorted(ARCHIVE_KINDS, key=len, reverse=True):
+        if name.endswith(suffix): return ARCHIVE_KINDS[suffix]
+    raise ValueError(f"{spec.name}: cannot tell the archive type of {spec.url} from its name; set DatasetSpec.archive")
+
+# %% ../nbs/21_data.ipynb #2fa0aaa7
+def _member_path(root: Path, name: str) -> Path:
+    "Where archive member `name` goes under `root`; an error for names that would leave it."
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or not p.parts or ".." in p.parts or ":" in p.parts[0]:
+        raise ValueError(f"archive member {name!r} would be written outside the extraction folder; refusing the archive")
+    return root.joinpath(*p.parts)
+
+def _put(root: Path, name: str, src) -> Path:
+    target = _member_path(root, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"archive member {name!r} resolves outside the extraction folder; refusing the archive")
+    try:
+        with open(target, "xb") as f: shutil.copyfileobj(src, f)
+    except FileExistsError: raise ValueError(f"archive member {name!r} appears twice; refusing the archive") from None
+    return target
+
+def safe_extract(archive: str|Path, # a zip or tar file
+                 dest: str|Path, # the folder to extract into (created)
+                 kind: str, # "zip", "tar", "tar.gz", "tar.bz2" or "tar.xz" (see `archive_kind`)
+                ) -> list[Path]: # the files written
+    "Extract regular files and folders member by member, each checked to land inside `dest`; refuse links and devices."
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    if kind == "zip":
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                kind_bits = stat.S_IFMT(info.external_attr >> 16)  # 0 when the writer recorded no Unix type
+                if kind_bits not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise ValueError(f"archive member {info.filename!r} is a link or a special file; refusing the archive")
+                if info.is_dir(): _member_path(dest, info.filename).mkdir(parents=True, exist_ok=True)
+                else:
+                    with z.open(info) as src: written.append(_put(dest, info.filename, src))
+        return written
+    with tarfile.open(archive, "r:" + kind.removeprefix("tar").lstrip(".")) as t:
+        for m in t:
+            if m.isdir(): _member_path(dest, m.name).mkdir(parents=True, exist_ok=True)
+            elif m.isreg():
+                with t.extractfile(m) as src: written.append(_put(dest, m.name, src))
+            else: raise ValueError(f"archive member {m.name!r} is a link or a special file; refusing the archive")
+    return written
+
+# %% ../nbs/21_data.ipynb #8db649ed
+def umask() -> int:
+    "The process's file-creation mask (read by setting it and putting it back)."
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+def pid_alive(pid: int) -> bool:
+    "Whether process `pid` exists (on this machine)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_partial_downloads(root: str|Path, # a data root
+                            ) -> list[Path]: # the folders removed
+    "Remove the hidden work folders (`.NAME-PID-*`) of downloads whose process was killed."
+    gone = []
+    for p in Path(root).glob(".*-*-*"):
+        pid = p.name.split("-")[1]
+        if p.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    return gone
+
 def _fetch(url: str, dest: Path, progress: bool) -> None:
     "Download `url` to `dest` with a progress bar."
     with urllib.request.urlopen(url) as r, open(dest, "wb") as f:
@@ -224,28 +344,40 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
         with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
             for block in iter(lambda: r.read(1 << 20), b""): f.write(block); bar.update(len(block))
 
+def _check_listed(folder: Path, spec: DatasetSpec):
+    "Every image in `folder` must be listed, with its SHA-256, in the package's checksum file for `spec`."
+    lines = (importlib.resources.files("dil_causal") / "checksums" / spec.checksums).read_text().splitlines()
+    listed = {rel: h for h, rel in (l.split(maxsplit=1) for l in lines if l.strip()) if rel.startswith(folder.name + "/")}
+    found = {f"{folder.name}/{f.name}": f for f in folder.iterdir() if f.is_file()}
+    bad = sorted(set(listed) ^ set(found)) + sorted(r for r in set(listed) & set(found) if sha256_file(found[r]) != listed[r])
+    if bad: raise ValueError(f"{spec.name}: {len(bad)} file(s) missing, unexpected or failing their recorded SHA-256: {', '.join(bad[:5])}")
+
 def download_dataset(spec: DatasetSpec|str, # a `DatasetSpec` or a key of `DATASETS`
                      root: str|Path|None = None, # data root (see `data_root`)
                      progress: bool = True, # show a progress bar
                     ) -> Path: # the set's folder, `root/spec.name`
-    "Download a set's archive, verify its SHA-256, extract it, and move the image folder into place atomically."
+    "Download a set's archive over https, verify it, extract it safely, and move the image folder into place atomically."
     spec, base = (_spec(spec) if isinstance(spec, str) else spec), data_root(root)
     if not spec.url: raise FileNotFoundError(_missing_message(spec, base))
+    if not spec.url.startswith(("https://", "file://")):
+        raise ValueError(f"{spec.name}: refusing to download {spec.url}: only https (or local file://) URLs are fetched")
+    kind = archive_kind(spec)
     base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base, prefix=f".{spec.name}-") as tmp:
-        archive = Path(tmp) / Path(spec.url.split("?")[0]).name
+    remove_partial_downloads(base)
+    if not (spec.sha256 or spec.checksums):
+        warnings.warn(f"{spec.name}: no SHA-256 is recorded for {spec.url}; the download cannot be verified")
+    with tempfile.TemporaryDirectory(dir=base, prefix=f".{spec.name}-{os.getpid()}-") as tmp:
+        archive = Path(tmp) / f"archive.{kind}"
         try: _fetch(spec.url, archive, progress)
         except OSError as e: raise FileNotFoundError(f"could not download {spec.name} ({e}); " + _missing_message(spec, base)) from None
         if spec.sha256 and (got := sha256_file(archive)) != spec.sha256.lower():
             raise ValueError(f"{spec.name}: archive {spec.url} has SHA-256 {got}, expected {spec.sha256}")
         out = Path(tmp) / "x"
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z: z.extractall(out)
-        else:
-            with tarfile.open(archive) as t:  # the "data" filter refuses absolute paths and links out of `out`
-                t.extractall(out, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(out)
+        try: safe_extract(archive, out, kind)
+        except (zipfile.BadZipFile, tarfile.TarError) as e: raise ValueError(f"{spec.name}: {spec.url} is not a {kind} archive ({e})") from None
         src = out / spec.member
         if not src.is_dir(): raise ValueError(f"{spec.name}: the archive from {spec.url} has no folder {spec.member!r}")
+        if spec.checksums: _check_listed(src, spec)
         os.replace(src, base / spec.name)  # atomic on one file system: a half-extracted set never appears
     return base / spec.name
 
@@ -274,5 +406,61 @@ def list_datasets(root: str|Path|None = None, # data root (see `data_root`)
     "The registry as a table, with where each set is found under `root`."
     base = data_root(root)
     return pd.DataFrame([{"name": s.name, "images": s.n_images, "url": s.url or "(by hand)",
-                          "sha256": "yes" if s.sha256 else "no", "found": str(find_dataset(s.name, base) or "")}
-                         for s in DATASETS.values()])
+                          "sha256": "archive" if s.sha256 else "per file" if s.checksums else "not recorded",
+                          "found": str(find_dataset(s.name, base) or "")} for s in DATASETS.values()])
+
+# %% ../nbs/21_data.ipynb #f71c5cf4
+SUBIMAGE_SETS = {"DF2K": 3450, "DIV2K": 800} # high-resolution images each training set is cut from
+MANIFEST = "MANIFEST.sha256"
+
+def cut_subimages(img: np.ndarray, # (H,W,3) uint8
+                  size: int = 256, # side of the square crops
+                  stride: int = 256, # step between crops (size: no overlap)
+                 ) -> list[np.ndarray]: # the crops, row by row; remainders at the right and bottom dropped
+    "Cut an image into `size` squares at multiples of `stride`."
+    h, w = img.shape[:2]
+    return [img[y:y + size, x:x + size] for y in range(0, h - size + 1, stride) for x in range(0, w - size + 1, stride)]
+
+def write_manifest(folder: str|Path) -> Path:
+    "Write `folder/MANIFEST.sha256` listing the SHA-256 of every image in `folder` (`sha256sum` format)."
+    folder = Path(folder)
+    lines = [f"{sha256_file(f)}  {f.name}\n" for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    (folder / MANIFEST).write_text("".join(lines))
+    return folder / MANIFEST
+
+def check_manifest(folder: str|Path) -> int: # the number of files checked
+    "Verify every file listed in `folder/MANIFEST.sha256`, and that no image in `folder` is unlisted."
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file(): raise FileNotFoundError(f"{folder} has no {MANIFEST}")
+    listed = dict(reversed(l.split(maxsplit=1)) for l in (folder / MANIFEST).read_text().splitlines() if l.strip())
+    images = {f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS}
+    bad = sorted(images ^ set(listed)) + sorted(n for n in set(listed) & images if sha256_file(folder / n) != listed[n])
+    if bad: raise ValueError(f"{folder}: {len(bad)} file(s) missing, unlisted or failing their SHA-256: {', '.join(bad[:5])}")
+    return len(listed)
+
+# %% ../nbs/21_data.ipynb #b9b8c0ee
+def prepare_subimages(sources: list[str|Path], # folders of high-resolution images, read in this order, each in name order
+                      dest: str|Path, # the folder to create, e.g. datasets/DF2K/train_HR_sub
+                      size: int = 256, # side of the crops
+                      stride: int = 256, # step between crops
+                      overwrite: bool = False, # replace `dest` if it exists
+                      progress: bool = True, # progress bar over the images
+                     ) -> dict: # images read, sub-images written, folder
+    "Cut every image of `sources` into `size` crops numbered 000001.png, ... in `dest`, with a SHA-256 manifest."
+    dest, files = Path(dest), [f for s in sources for f in image_files(s)]
+    if dest.exists() and not overwrite: raise FileExistsError(f"{dest} already exists; remove it or pass overwrite")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_partial_downloads(dest.parent)
+    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-{os.getpid()}-"))
+    try:
+        count = 0
+        for f in tqdm(files, desc="sub-images", unit="image", disable=not progress):
+            for crop in cut_subimages(tensor_to_uint8(read_image(f)), size, stride):
+                count += 1
+                Image.fromarray(crop).save(work / f"{count:06d}.png", compress_level=3)
+        write_manifest(work)
+        os.chmod(work, 0o777 & ~umask())  # mkdtemp makes it 0700
+        if dest.exists(): shutil.rmtree(dest)
+        os.replace(work, dest)
+    finally: shutil.rmtree(work, ignore_errors=True)
+    return {"images": len(files), "subimages": count, "folder": str(dest)}

@@ -19,8 +19,8 @@ from .models import load_model, model_device
 from .models.swinir import SwinLayer
 
 # %% auto #0
-__all__ = ['receptive_radius', 'tile_spans', 'blend_weights', 'restore', 'write_png', 'restore_file', 'restore_folder',
-           'restore_cli']
+__all__ = ['MIN_TILE', 'receptive_radius', 'tile_spans', 'blend_weights', 'restore', 'write_png', 'restore_file', 'output_names',
+           'restore_folder', 'restore_cli']
 
 # %% ../nbs/35_restore.ipynb #df54baa2
 def receptive_radius(model: nn.Module, # a backbone of `dil_causal.models` (one path of convolutions and Swin layers)
@@ -57,6 +57,8 @@ def blend_weights(n: int, # image size along the axis
     return a, b, w.float()
 
 # %% ../nbs/35_restore.ipynb #1c06a439
+MIN_TILE = 16 # smallest tile core accepted, in pixels
+
 def restore(model: nn.Module, # a restoration backbone: (B,3,h,w) -> (B,3,h,w)
             image: Tensor, # (3,H,W) or (B,3,H,W) float in [0, 1], on any device
             tile: int|None = None, # core size of the tiles in pixels; None: the whole image in one pass
@@ -68,7 +70,9 @@ def restore(model: nn.Module, # a restoration backbone: (B,3,h,w) -> (B,3,h,w)
     "Restore `image` with `model` tile by tile, blending overlapping tiles; exact when the overlap covers the receptive field."
     if not isinstance(image, Tensor) or image.ndim not in (3, 4):
         raise ValueError(f"expected a (3,H,W) or (B,3,H,W) tensor, got {type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
-    if tile is not None and tile < 1: raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    if tile is not None and tile < MIN_TILE:
+        raise ValueError(f"tile must be at least {MIN_TILE} pixels (or None for whole images), got {tile}: each tile re-reads "
+                         f"{overlap} pixels of context on every side, so tiny tiles multiply the work")
     if overlap < 0: raise ValueError(f"overlap must be >= 0, got {overlap}")
     single = image.ndim == 3
     x = image[None] if single else image
@@ -124,8 +128,19 @@ def restore_file(model: nn.Module, # a restoration backbone
                  device: torch.device|str|None = None, # where the model runs; None: where its parameters are
                  progress: bool = True, # show a progress bar over the tiles
                 ) -> Path:
-    "Restore one image file into an 8-bit PNG."
+    "Restore one image file into an 8-bit PNG; refuses to overwrite the input."
+    if Path(output_path).resolve() == Path(input_path).resolve() or (Path(output_path).exists() and Path(output_path).samefile(input_path)):
+        raise ValueError(f"output {output_path} is the input file itself; choose another output path")
     return write_png(restore(model, read_image(input_path), tile, overlap, device, progress), output_path)
+
+def output_names(files: list[Path], # input image files
+                ) -> dict[Path, str]: # input -> output file name
+    "`<stem>.png` for each input; `<stem>_<ext>.png` for inputs that share a stem (`x.jpg`, `x.png`)."
+    stems = [f.stem for f in files]
+    names = {f: f"{f.stem}_{f.suffix.lstrip('.').lower()}.png" if stems.count(f.stem) > 1 else f"{f.stem}.png" for f in files}
+    clash = sorted(n for n in set(names.values()) if list(names.values()).count(n) > 1)
+    if clash: raise ValueError(f"several inputs would be written to {', '.join(clash)}; rename them")
+    return names
 
 def restore_folder(model: nn.Module, # a restoration backbone
                    input_dir: str|Path, # a folder of images (not searched recursively)
@@ -136,8 +151,11 @@ def restore_folder(model: nn.Module, # a restoration backbone
                    progress: bool = True, # show progress bars over the files and the tiles
                   ) -> list[Path]: # the written files, in name order
     "Restore every image in a folder, one at a time, into PNGs."
+    if Path(output_dir).resolve() == Path(input_dir).resolve():
+        raise ValueError(f"output folder {output_dir} is the input folder; restored images would replace their inputs")
     files = image_files(input_dir)
-    return [restore_file(model, f, Path(output_dir) / f"{f.stem}.png", tile, overlap, device, progress)
+    names = output_names(files)
+    return [restore_file(model, f, Path(output_dir) / names[f], tile, overlap, device, progress)
             for f in tqdm(files, desc="images", unit="image", disable=not progress or len(files) < 2)]
 
 # %% ../nbs/35_restore.ipynb #7aa2b994

@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"  # real benchmark images on every developer machine and in CI
+# Real benchmark images: ../shared/data beside the project on developer machines and in CI; DIL_TEST_DATA points
+# elsewhere (e.g. at a folder that does not exist, to see what a fresh clone without them runs).
+DATA = Path(os.environ.get("DIL_TEST_DATA") or ROOT.parent / "shared" / "data")
+WHERE = ("the benchmark images (CBSD68, Kodak24, Set5, Set12, Set14, CBSD432_jpg with MANIFEST.sha256) are not at {}: "
+         "put them there (or set DIL_TEST_DATA) to run this test. Where each set comes from: `dil-causal data list` "
+         "(CBSD68, Kodak24, McMaster and Set12 download through `dil_causal.data.get_dataset`; Set5, Set14 and "
+         "CBSD432 come from the SR benchmark bundles and the BSDS500 archive)")
 
 
 def venv_bin(name: str) -> str:
@@ -22,5 +28,5 @@ def run(args, cwd=ROOT, timeout=600, env=None):
 
 @pytest.fixture
 def shared_data():
-    if not DATA.is_dir(): pytest.skip(f"benchmark images not found at {DATA}")
+    if not DATA.is_dir(): pytest.skip(WHERE.format(DATA))
     return DATA

@@ -56,7 +56,7 @@ def test_train_eval_restore_round_trip(tmp_path, shared_data):
 
 
 def test_data_verify_and_bad_config(tmp_path, shared_data):
-    r = run([venv_bin("dil-causal"), "data", "verify", "--name", "CBSD68", "--root", str(shared_data)])
+    r = run([venv_bin("dil-causal"), "data", "verify", "CBSD68", "--root", str(shared_data)])
     assert r.returncode == 0 and "CBSD68: verified" in r.stdout, r.stderr[-2000:]
     r = run([venv_bin("dil-causal"), "train", "--config", str(tmp_path / "missing.json")])
     assert r.returncode == 1 and "does not exist" in r.stderr

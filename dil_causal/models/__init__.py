@@ -5,9 +5,11 @@
 # %% ../../nbs/39_models.ipynb #1173eeaa
 from __future__ import annotations
 
-import hashlib, json, os
+import hashlib, json, math, os, warnings
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -17,11 +19,17 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
+from ..data import pid_alive, umask
 from .lir import LIR
 
+try: import fcntl  # POSIX advisory locks for output folders; absent on Windows, where folders are not locked
+except ImportError: fcntl = None
+
 # %% auto #0
-__all__ = ['BACKBONES', 'build', 'model_device', 'n_parameters', 'tensors_digest', 'save_file_atomic', 'save_model',
-           'read_record', 'load_model']
+__all__ = ['BACKBONES', 'DIGEST_KEY', 'MAX_OVERRIDE', 'RUN_FILES', 'build', 'model_device', 'n_parameters', 'tensors_digest',
+           'remove_stale_temps', 'atomic_write', 'save_file_atomic', 'tensor_specs', 'file_tensor_specs',
+           'check_tensors', 'check_finite', 'load_tensors', 'save_model', 'read_record', 'skeleton', 'load_model',
+           'check_optimizer_state', 'run_folder', 'read_history']
 
 # %% ../../nbs/39_models.ipynb #cae2bddf
 BACKBONES = {
@@ -64,17 +72,113 @@ def tensors_digest(tensors: dict[str, Tensor], # name -> tensor, e.g. a state di
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
+# %% ../../nbs/39_models.ipynb #6415b5de
+def _fsync_dir(folder: Path):
+    "Make a rename in `folder` durable (skipped where folders cannot be opened)."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def remove_stale_temps(folder: str|Path, # a folder written with `atomic_write`
+                      ) -> list[Path]: # the files removed
+    "Remove the hidden temporary files (`.NAME.PID.tmp`) that writers killed mid-write left in `folder`."
+    gone = []
+    for f in Path(folder).glob(".*.tmp"):
+        pid = f.name.split(".")[-2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            f.unlink(missing_ok=True); gone.append(f)
+    return gone
+
+# %% ../../nbs/39_models.ipynb #0265333c
+def atomic_write(path: str|Path, # the destination file
+                 write: Callable[[Path], object], # writes the content to the path it is given
+                ) -> Path:
+    "Write `path` through `write(tmp)` into a hidden file beside it, `fsync` it, set the usual mode, rename it."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
+        with open(tmp, "rb") as f: os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+DIGEST_KEY = "dil_causal_sha256"  # the header entry holding `tensors_digest` of a file's tensors
+
 def save_file_atomic(tensors: dict[str, Tensor], # name -> tensor (contiguous, on the CPU)
                      path: str|Path, # destination safetensors file
                      metadata: dict[str, str], # string metadata stored in the header
                     ) -> Path:
-    "Write a safetensors file under a temporary name and rename it: a crash never leaves a half-written file."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    "Write a safetensors file atomically (`atomic_write`), with the SHA-256 of its tensors in its header."
+    meta = {**metadata, DIGEST_KEY: tensors_digest(tensors)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+# %% ../../nbs/39_models.ipynb #44271d3c
+_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+           torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
+
+def tensor_specs(tensors: dict[str, Tensor]|nn.Module, # a state dict or a module (meta-device ones too)
+                ) -> dict[str, tuple]: # name -> (shape, safetensors dtype name)
+    "The names, shapes and dtypes of a state dict's tensors."
+    sd = tensors.state_dict() if isinstance(tensors, nn.Module) else tensors
+    return {k: (tuple(v.shape), _DTYPES.get(v.dtype, str(v.dtype))) for k, v in sd.items()}
+
+def file_tensor_specs(path: str|Path, # a safetensors file
+                     ) -> dict[str, tuple]: # name -> (shape, safetensors dtype name)
+    "The names, shapes and dtypes of the tensors in a safetensors file, from its header alone."
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file: {e}") from None
+
+def check_tensors(expected: dict[str, tuple], # name -> (shape, dtype), e.g. `tensor_specs(skeleton)`
+                  found: dict[str, tuple], # name -> (shape, dtype), e.g. `file_tensor_specs(path)`
+                  what: str, # names the source in the error, e.g. the file
+                  exact: bool = True, # also refuse names in `found` that `expected` lacks
+                 ):
+    "Raise a ValueError naming `what` unless `found` has `expected`'s names with the same shapes and dtypes."
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected)) if exact else []
+    wrong = [f"{k} is {found[k][0]} {found[k][1]}, expected {expected[k][0]} {expected[k][1]}"
+             for k in sorted(set(expected) & set(found)) if (tuple(found[k][0]), found[k][1]) != (tuple(expected[k][0]), expected[k][1])]
+    problems = [f"{label} {'; '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                for label, items in (("missing", missing), ("unexpected", extra), ("wrong:", wrong)) if items]
+    if problems: raise ValueError(f"{what}: {'; '.join(problems)}")
+
+# %% ../../nbs/39_models.ipynb #79ce3baf
+def check_finite(tensors: dict[str, Tensor], # name -> tensor
+                 what: str, # names the source in the error
+                ):
+    "Raise a ValueError naming `what` and the tensors if any floating-point value is NaN or infinite."
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()}
+    if bad: raise ValueError(f"{what} holds {sum(bad.values())} non-finite values (in {', '.join(list(bad)[:4])})")
+
+def load_tensors(path: str|Path, # a safetensors file written by `save_file_atomic` (or `save_model`)
+                 expected: dict[str, tuple]|None = None, # name -> (shape, dtype) the file must hold; checked before reading
+                 exact: bool = True, # refuse tensors that `expected` does not name
+                 allow_undigested: bool = False, # accept a file whose header carries no SHA-256
+                ) -> tuple[dict, dict]: # (header metadata, name -> tensor on the CPU)
+    "Read a safetensors file after checking its header against `expected`, then check its SHA-256."
+    specs = file_tensor_specs(path)
+    if expected is not None: check_tensors(expected, specs, str(path), exact)
+    with safe_open(str(path), framework="pt") as f: meta = f.metadata() or {}
+    digest = meta.get(DIGEST_KEY)
+    if digest is None and not allow_undigested:
+        raise ValueError(f"{path} carries no SHA-256 of its tensors, so its integrity cannot be checked; "
+                         "load it only if you trust it (allow_undigested=True)")
+    tensors = load_file(str(path))
+    if digest is not None and tensors_digest(tensors) != digest:
+        raise ValueError(f"{path}: the tensors do not match the file's SHA-256; the file was modified or corrupted")
+    return meta, tensors
 
 # %% ../../nbs/39_models.ipynb #ad0d0764
 def save_model(model: nn.Module, # the backbone to save (unwrapped from DDP etc.)
@@ -83,13 +187,10 @@ def save_model(model: nn.Module, # the backbone to save (unwrapped from DDP etc.
                overrides: dict|None = None, # the overrides it was built with (JSON-serialisable)
                extra: dict|None = None, # further JSON-serialisable facts to record (e.g. method, step)
               ) -> Path:
-    "Save `model`'s weights and how to rebuild it to one safetensors file, atomically."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    "Save `model`'s weights and how to rebuild it to one safetensors file, atomically, with their SHA-256."
     record = {"backbone": backbone, "overrides": overrides or {}, **(extra or {})}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"dil_causal": json.dumps(record), "dil_causal_sha256": tensors_digest(tensors)}
-    return save_file_atomic(tensors, path, meta)
+    return save_file_atomic(tensors, path, {"dil_causal": json.dumps(record)})
 
 def _metadata(path: str|Path) -> dict:
     try:
@@ -101,20 +202,119 @@ def _metadata(path: str|Path) -> dict:
 
 def read_record(path: str|Path) -> dict:
     "The JSON record stored in the checkpoint at `path`."
-    return json.loads(_metadata(path)["dil_causal"])
+    try: rec = json.loads(_metadata(path)["dil_causal"])
+    except json.JSONDecodeError as e: raise ValueError(f"{path}: its record is not JSON ({e})") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("overrides", {}), dict):
+        raise ValueError(f"{path}: its record is not a dict with a dict of overrides")
+    return rec
+
+# %% ../../nbs/39_models.ipynb #2d742b71
+MAX_OVERRIDE = 100_000 # largest number a record's overrides may hold (channels, blocks, ...): guards the meta build
+
+def skeleton(backbone: str, # a key of `BACKBONES`
+             overrides: dict|None = None, # constructor arguments, as recorded in a checkpoint
+             what: str = "record", # names the source in errors
+            ) -> nn.Module: # on the meta device: shapes and dtypes, no memory
+    "Build `backbone` on the meta device, after checking that `overrides` are plausible."
+    overrides = overrides or {}
+    def plain(v): return isinstance(v, (bool, str)) or (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= MAX_OVERRIDE)
+    bad = {k: v for k, v in overrides.items()
+           if not (plain(v) or (isinstance(v, list) and len(v) <= 64 and all(plain(x) for x in v)))}
+    if bad: raise ValueError(f"{what}: implausible overrides {bad} (numbers must be finite and at most {MAX_OVERRIDE:,})")
+    try:
+        with torch.device("meta"): return build(backbone, **overrides)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ValueError(f"{what}: cannot build backbone {backbone!r} with overrides {overrides}: {e}") from None
 
 def load_model(path: str|Path, # a file written by `save_model`
                device: str = "cpu", # where to put the weights
+               allow_undigested: bool = False, # accept a file without its SHA-256 (e.g. one made by hand)
               ) -> nn.Module:
-    "Rebuild the model saved at `path` from the file alone, checking its digest."
-    meta = _metadata(path)
-    rec = json.loads(meta["dil_causal"])
-    tensors = load_file(str(path))
-    digest = meta.get("dil_causal_sha256")
-    if digest is not None and tensors_digest(tensors) != digest:
-        raise ValueError(f"{path}: the weights do not match the checkpoint's SHA-256; the file was modified or corrupted")
+    "Rebuild the model saved at `path` from the file alone: shapes checked before reading, then digest and finiteness."
+    rec = read_record(path)
+    ghost = skeleton(rec.get("backbone"), rec.get("overrides"), str(path))
+    try: _, tensors = load_tensors(path, tensor_specs(ghost), allow_undigested=allow_undigested)
+    except ValueError as e:
+        if "SHA-256" in str(e): raise
+        raise ValueError(f"{path}: its weights do not fit backbone {rec['backbone']!r} with overrides {rec['overrides']}: "
+                         f"{str(e).removeprefix(str(path) + ': ')}") from None
+    check_finite(tensors, str(path))
     model = build(rec["backbone"], **rec["overrides"])
-    try: model.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: its weights do not fit backbone {rec['backbone']!r} with overrides {rec['overrides']}: {e}") from None
+    model.load_state_dict(tensors)
     return model.to(device)
+
+# %% ../../nbs/39_models.ipynb #d4feb0ff
+def check_optimizer_state(state: dict, # an optimizer state_dict as saved: {"state": {index: {name: value}}, "param_groups": [...]}
+                          optimizer: torch.optim.Optimizer, # the optimizer it will be loaded into
+                          what: str = "optimizer state", # names the source in errors, e.g. "checkpoint.safetensors (opt)"
+                         ):
+    "Raise a ValueError naming `what` unless `state` fits `optimizer`'s parameters (call before `load_state_dict`)."
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    sizes = [len(g["params"]) for g in optimizer.param_groups]
+    if not isinstance(groups, list) or [len(g.get("params", [])) if isinstance(g, dict) else -1 for g in groups] != sizes:
+        raise ValueError(f"{what}: its parameter groups do not match the optimizer's ({len(sizes)} groups of {sizes} parameters)")
+    ids = [i for g in groups for i in g["params"]]
+    params = dict(zip(ids, [p for g in optimizer.param_groups for p in g["params"]]))
+    if len(params) != len(ids): raise ValueError(f"{what}: parameter indices repeat: {ids}")
+    for pid, st in (state.get("state") or {}).items():
+        p = params.get(int(pid)) if str(pid).lstrip("-").isdigit() else None
+        if p is None: raise ValueError(f"{what}: state for parameter {pid!r}, which the optimizer does not have")
+        for k, v in st.items():
+            if not torch.is_tensor(v): continue
+            if k == "step":
+                if v.numel() != 1: raise ValueError(f"{what}: step of parameter {pid} has {v.numel()} values")
+            elif tuple(v.shape) != tuple(p.shape):
+                raise ValueError(f"{what}: {k} of parameter {pid} has shape {tuple(v.shape)}, the parameter {tuple(p.shape)}")
+            if v.is_floating_point() and not torch.isfinite(v).all(): raise ValueError(f"{what}: {k} of parameter {pid} is not finite")
+
+# %% ../../nbs/39_models.ipynb #e7015a3f
+RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "history.jsonl", "history.csv", "config.json") # what marks a run's folder
+
+@contextmanager
+def run_folder(folder: str|Path, # the run's output folder (created if missing)
+               resume: bool = False, # the run continues the one in `folder`
+               overwrite: bool = False, # the run may replace the files of the one in `folder`
+               run_files: tuple = RUN_FILES, # file names that mark a folder as holding a run
+              ):
+    "Lock `folder` for one run; refuse one that holds another run's files unless `resume` or `overwrite`."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as lock:
+        if fcntl is not None:
+            try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0); holder = lock.read().strip() or "?"
+                raise FileExistsError(f"{folder} is in use by another run (process {holder}); wait for it or choose another output folder") from None
+        lock.seek(0); lock.truncate(); lock.write(str(os.getpid())); lock.flush()
+        present = [n for n in run_files if (folder / n).exists()]
+        if present and not (resume or overwrite):
+            raise FileExistsError(f"{folder} already holds a run ({', '.join(present)}): continue it with resume, "
+                                  "replace it with overwrite (--overwrite), or choose another output folder")
+        remove_stale_temps(folder)
+        yield folder
+
+# %% ../../nbs/39_models.ipynb #2846db72
+def read_history(path: str|Path, # a history.jsonl file (missing: no rows)
+                 repair: bool = False, # cut a torn last line from the file (or end an unterminated one)
+                ) -> list[dict]: # the logged rows, in order
+    "The rows of a `history.jsonl`, tolerating a last line torn by a run killed mid-write."
+    path = Path(path)
+    if not path.exists(): return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()   # b"" when the file ends with a newline
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip(): continue
+        try: rows.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}, line {i}: not a JSON row ({e}); the history is corrupt") from None
+    if tail.strip():
+        try: rows.append(json.loads(tail)); fix = lambda f: f.write(b"\n")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            warnings.warn(f"{path}: dropped a partial last line ({len(tail)} bytes) left by a run stopped while writing")
+            fix = lambda f: f.truncate(len(data) - len(tail))
+        if repair:
+            with open(path, "r+b") as f: f.seek(0, 2); fix(f)
+    if not all(isinstance(r, dict) for r in rows): raise ValueError(f"{path}: every line must be a JSON object")
+    return rows
