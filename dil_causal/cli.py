@@ -28,8 +28,8 @@ from .sampler import get_preset
 from .train import TrainConfig, fit
 
 # %% auto #0
-__all__ = ['COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'eval_checkpoint',
-           'parse_device', 'restore', 'data', 'main']
+__all__ = ['COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'plot_history',
+           'eval_checkpoint', 'parse_device', 'restore', 'data', 'main']
 
 # %% ../nbs/60_cli.ipynb #25f9c6ab
 def comparison_table(results: pd.DataFrame, # `evaluate` rows with a `method` column
@@ -123,6 +123,7 @@ def check_fields(fields: dict, # field name -> value
 def train(config: str = "", # a JSON file with TrainConfig fields (see configs/); required
           set: str = "", # comma-separated overrides, e.g. "steps=50,output_dir=runs/x"
           resume: bool = False, # continue from the output folder's checkpoint
+          overwrite: bool = False, # replace a run already in the output folder (without it, that is an error)
          ) -> Path: # the saved model
     "Train from a JSON config file (also under `accelerate launch`)."
     if not config: raise ValueError("train needs --config FILE (see the configs/ folder)")
@@ -131,9 +132,22 @@ def train(config: str = "", # a JSON file with TrainConfig fields (see configs/)
     fields, overrides = read_config(path), _parse_overrides(set)
     check_fields(overrides, "--set")
     cfg = TrainConfig.from_dict({**fields, **overrides})
-    result = fit(cfg, resume=resume)
-    print(f"wrote {result.checkpoint} ({cfg.method}, {result.history.step.iloc[-1] if len(result.history) else 0} steps)")
+    result = fit(cfg, resume=resume, overwrite=overwrite)
+    plot = plot_history(result.history, Path(cfg.output_dir) / "history.png", cfg.method)
+    print(f"wrote {result.checkpoint} ({cfg.method}, {result.history.step.iloc[-1] if len(result.history) else 0} steps) and {plot}")
     return result.checkpoint
+
+def plot_history(history: pd.DataFrame, # `fit`'s history: step, loss, and val_psnr where validated
+                 path: Path, # the PNG to write
+                 title: str = "", # the figure's title
+                ) -> Path:
+    "The training loss (and the seen-degree validation PSNR, where measured) against the step, as a PNG."
+    val = history.dropna(subset=["val_psnr"]) if "val_psnr" in history else history.iloc[:0]
+    fig, axs = plt.subplots(1, 2 if len(val) else 1, figsize=(9 if len(val) else 5, 3), squeeze=False)
+    axs[0, 0].plot(history.step, history.loss, marker="."); axs[0, 0].set(xlabel="step", ylabel="training loss", title=title)
+    if len(val): axs[0, 1].plot(val.step, val.val_psnr, marker="o"); axs[0, 1].set(xlabel="step", ylabel="val PSNR (dB), seen degrees")
+    fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
+    return path
 
 # %% ../nbs/60_cli.ipynb #5b6a1296
 def _test_images(data: str, root: str|None) -> dict:

@@ -5,7 +5,7 @@
 # %% ../nbs/40_train.ipynb #16b74d9a
 from __future__ import annotations
 
-import copy, json, math, time, typing, warnings
+import contextlib, copy, json, math, time, warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
-from safetensors import safe_open
-from safetensors.torch import load_file
 from torch import nn, Tensor
 from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 from torch.optim.lr_scheduler import LambdaLR
@@ -26,7 +24,8 @@ from tqdm.auto import tqdm
 
 from .data import PatchDataset, load_images
 from .evaluate import evaluate
-from .models import build, save_file_atomic, save_model, tensors_digest
+from .models import (atomic_write, build, check_finite, check_optimizer_state, load_tensors, read_history,
+                               run_folder, save_file_atomic, save_model)
 from .sampler import Confounder, ConfounderSampler, get_preset, sample_generator
 from .lir import lir_data, lir_setup, lir_step
 
@@ -78,6 +77,7 @@ class TrainConfig:
     output_dir: str = "runs/default" # where checkpoints, config and history are written
     ckpt_every: int = 0 # write a resumable checkpoint every this many steps; 0 only at the end
     log_every: int = 10 # record the loss (and check it is finite) every this many steps
+    log_with: str|None = None # also send the history to an Accelerate tracker, e.g. "tensorboard" (written under output_dir/trackers)
     mixed_precision: str|None = None # "no" or "bf16"; None: whatever Accelerate was told (`accelerate launch --mixed_precision`, its environment variable or config file)
     cpu: bool = False # force the CPU even where an accelerator (GPU) is available
     progress: bool = True # show a progress bar (on the main process only)
@@ -512,16 +512,15 @@ def _flatten_optimizer(prefix: str, sd: dict, tensors: dict) -> dict:
     return rest
 
 def _unflatten_optimizer(prefix: str, rest: dict, tensors: dict, opt: torch.optim.Optimizer, path) -> dict:
-    "The optimizer state_dict saved under `prefix`, every tensor checked against the parameter it belongs to."
-    params = [p for g in opt.param_groups for p in g["params"]]
+    "The optimizer state_dict saved under `prefix`, checked against `opt`'s parameters (`check_optimizer_state`)."
     state = {int(pid): dict(st) for pid, st in rest["state"].items()}
     for key, v in tensors.items():
-        if not key.startswith(prefix + "."): continue
-        pid, name = key[len(prefix) + 1:].split(".", 1)
-        if not 0 <= int(pid) < len(params) or (v.dim() and v.shape != params[int(pid)].shape):
-            raise ValueError(f"cannot resume {path}: saved optimiser state {key} {tuple(v.shape)} does not fit the model")
-        state.setdefault(int(pid), {})[name] = v
-    return {"state": state, "param_groups": rest["param_groups"]}
+        if key.startswith(prefix + "."):
+            pid, name = key[len(prefix) + 1:].split(".", 1)
+            state.setdefault(int(pid), {})[name] = v
+    sd = {"state": state, "param_groups": rest["param_groups"]}
+    check_optimizer_state(sd, opt, f"cannot resume {path}: optimiser {prefix!r}")
+    return sd
 
 # %% ../nbs/40_train.ipynb #a34aaf9d
 def save_checkpoint(path: str|Path, # destination, conventionally `output_dir/checkpoint.safetensors`
@@ -534,24 +533,17 @@ def save_checkpoint(path: str|Path, # destination, conventionally `output_dir/ch
             "optimizers": {k: _flatten_optimizer(k, o.state_dict(), tensors) for k, o in _optimizers(s).items()},
             "schedulers": {k: sch.state_dict() for k, sch in s.schedulers.items()}}
     tensors["order_generator"] = s.order_generator.get_state()
-    meta["sha256"] = tensors_digest(tensors)
     return save_file_atomic(tensors, path, {"train_state": json.dumps(meta, default=str)})
 
 def load_checkpoint(path: str|Path, # a file written by `save_checkpoint`
                    ) -> tuple[dict, dict]: # (JSON metadata, tensors)
-    "Read a resumable checkpoint and check its digest: its metadata and tensors (no unpickling)."
-    try:
-        with safe_open(str(path), framework="pt") as f: meta = (f.metadata() or {}).get("train_state")
-        meta = json.loads(meta) if meta is not None else None
-    except Exception as e: raise ValueError(f"{path} is not a readable checkpoint: {e}") from None
-    if meta is None: raise ValueError(f"{path} is not a dil_causal training checkpoint")
-    tensors = load_file(str(path))
-    if meta.get("sha256") != tensors_digest(tensors):
-        raise ValueError(f"{path}: the checkpoint's tensors do not match its digest (corrupt or edited); not resuming")
-    return meta, tensors
+    "Read a resumable checkpoint (no unpickling), its tensors checked against the SHA-256 in its header."
+    header, tensors = load_tensors(path)
+    if "train_state" not in header: raise ValueError(f"{path} is not a dil_causal training checkpoint")
+    return json.loads(header["train_state"]), tensors
 
 # %% ../nbs/40_train.ipynb #b33745c6
-RESUME_MAY_CHANGE = ("steps", "output_dir", "progress", "log_every", "ckpt_every", "workers", "channels_last", "val_every")
+RESUME_MAY_CHANGE = ("steps", "output_dir", "progress", "log_every", "ckpt_every", "workers", "channels_last", "val_every", "log_with")
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path: Path):
     "A run resumes with the configuration it was started with; only the fields in RESUME_MAY_CHANGE may differ."
@@ -568,6 +560,7 @@ def resume_from(path: Path, # a checkpoint of this run
     meta, tensors = load_checkpoint(path)
     _check_resumable(meta["config"], s.cfg, path)
     take = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    check_finite(take("model."), f"cannot resume {path}: its weights")
     try:
         s.net.load_state_dict(take("model."))
         if s.ema is not None: s.ema.load_state_dict(take("ema."))
@@ -580,27 +573,18 @@ def resume_from(path: Path, # a checkpoint of this run
     s.step, s.passes, s.best = meta["step"], meta["passes"], meta["best"]
 
 # %% ../nbs/40_train.ipynb #c53c0422
-def _read_rows(path: Path) -> list[dict]:
-    "The rows of a history.jsonl; a torn last line (a run killed while writing it) is dropped, any other bad line named."
-    lines = path.read_text().splitlines() if path.exists() else []
-    rows = []
-    for i, line in enumerate(lines):
-        try: rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1: break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON; fix or remove it to resume") from None
-    return rows
-
 class History:
     "The logged rows: appended to `history.jsonl` as they come (a killed run keeps them), a DataFrame at the end."
     COLUMNS = ["step", "passes", "loss", "lr", "seconds", "val_psnr"]
     def __init__(self, out: Path, s: TrainState):
         self.path, self.s, self.t0 = out / "history.jsonl", s, time.perf_counter()
-        self.rows = [r for r in _read_rows(self.path) if r["step"] <= s.step] if s.step else []
+        self.rows = [r for r in read_history(self.path, repair=True) if r["step"] <= s.step] if s.step else []
         if s.accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(asdict(s.cfg), indent=2, default=str))
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+            if not s.step: (out / "model_best.safetensors").unlink(missing_ok=True)  # a replaced run's selection
+            atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(asdict(s.cfg), indent=2, default=str)))
+            atomic_write(self.path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in self.rows)))
+        if s.cfg.log_with:  # hyper-parameters of simple types only (what trackers accept)
+            s.accelerator.init_trackers("dil_causal", {k: v for k, v in asdict(s.cfg).items() if isinstance(v, (int, float, str, bool))})
 
     def log(self, logs: dict, val: float|None) -> dict:
         "Reduce the step's logs over processes, check the loss is finite, append a row."
@@ -614,7 +598,13 @@ class History:
         self.rows.append(row)
         if s.accelerator.is_main_process:
             with open(self.path, "a") as f: f.write(json.dumps(row) + "\n")
+        if s.cfg.log_with: s.accelerator.log({k: v for k, v in row.items() if v is not None and k != "step"}, step=s.step)
         return row
+
+    def close(self) -> pd.DataFrame:
+        "Finish the trackers (not `end_training`, which would end a process group a later `fit` still needs); the frame."
+        for tracker in self.s.accelerator.trackers: tracker.finish()
+        return self.frame()
 
     def frame(self) -> pd.DataFrame:
         extra = [k for k in (self.rows[-1] if self.rows else {}) if k not in self.COLUMNS]
@@ -634,9 +624,9 @@ def _due(step: int, every: int, last: bool) -> bool: return last or (every > 0 a
 
 def _check_weights(s: TrainState):
     "Refuse to save weights that are not finite (an overflowing update with a finite loss)."
-    bad = sum(int((~torch.isfinite(p)).sum()) for p in s.net.parameters())
-    if bad: raise FloatingPointError(f"{s.cfg.method}: {bad} weights became non-finite by step {s.step}; stopping "
-                                     f"(the last checkpoint in {s.cfg.output_dir} is from before this state)")
+    try: check_finite(s.net.state_dict(), "theta")
+    except ValueError as e: raise FloatingPointError(f"{s.cfg.method}: the weights became non-finite at step {s.step} ({e}); "
+                                                     f"stopping (the last checkpoint in {s.cfg.output_dir} is from before)") from None
 
 def _save(s: TrainState, out: Path, what: str):
     "Write the checkpoint, or the final model and history, on the main process; all processes wait."
@@ -659,6 +649,7 @@ def _loader(data: Dataset, cfg: TrainConfig, accelerator: Accelerator) -> DataLo
 # %% ../nbs/40_train.ipynb #d5d71d5b
 def fit(config: TrainConfig|None = None, # the run's configuration (defaults if None)
         resume: bool = False, # continue from `output_dir/checkpoint.safetensors` if it exists
+        overwrite: bool = False, # a fresh run may replace the run already in `output_dir` (else that is an error)
         stop_after: int|None = None, # end this session after this many outer steps (with a checkpoint); resume later
         images: dict|None = None, # the clean training images of `config.data`, already loaded (skips reading them again)
         **overrides, # fields of `TrainConfig` to override, e.g. method="erm", steps=50
@@ -667,7 +658,8 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     cfg = _resolve(config, overrides)
     method = METHODS[cfg.method]
     # without a GPU, cpu=True is what lets `accelerate launch` start real (gloo) CPU ranks
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu or not torch.accelerator.is_available())
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu or not torch.accelerator.is_available(),
+                              log_with=cfg.log_with, project_dir=str(Path(cfg.output_dir) / "trackers"))
     cfg = replace(cfg, mixed_precision=accelerator.mixed_precision)  # what was used, whoever chose it
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
@@ -683,25 +675,25 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
     # one prepare: DDP wrapping, device placement, each process's share of the data
     model, loader, *prepared = accelerator.prepare(model, loader, *parts.values())
     s = TrainState(accelerator, model, sampler, cfg, dict(zip(parts, prepared)), torch.Generator().manual_seed(cfg.seed))
-    if resume and (out / CHECKPOINT).exists(): resume_from(out / CHECKPOINT, s)
-    history = History(out, s)
+    with run_folder(out, resume, overwrite) if accelerator.is_main_process else contextlib.nullcontext():  # one run per folder
+        if resume and (out / CHECKPOINT).exists(): resume_from(out / CHECKPOINT, s)
+        history = History(out, s)
 
-    model.train()
-    bar = tqdm(accelerator.skip_first_batches(loader, s.step), desc=method.label, initial=s.step, total=cfg.steps,
-               leave=False, disable=not (cfg.progress and accelerator.is_main_process))
-    for batch in bar:
-        logs = method.step(s, batch)
-        s.advance(method.passes(len(sampler)))  # counters, schedules, EMA
-        end, last = s.step == cfg.steps, s.step in (cfg.steps, stop_after)  # a session's last step is not the run's
-        val = validate(s, val_images) if val_images and _due(s.step, cfg.val_every, end) else None
-        if val is not None: _keep_best(s, val, out)
-        if _due(s.step, cfg.log_every, last) or val is not None: bar.set_postfix(loss=f"{history.log(logs, val)['loss']:.4f}")
-        if _due(s.step, cfg.ckpt_every, last): _save(s, out, "checkpoint")
-        if last: break
-    bar.close()
+        model.train()
+        bar = tqdm(accelerator.skip_first_batches(loader, s.step), desc=method.label, initial=s.step, total=cfg.steps,
+                   leave=False, disable=not (cfg.progress and accelerator.is_main_process))
+        for batch in bar:
+            logs = method.step(s, batch)
+            s.advance(method.passes(len(sampler)))  # counters, schedules, EMA
+            end, last = s.step == cfg.steps, s.step in (cfg.steps, stop_after)  # a session's last step is not the run's
+            val = validate(s, val_images) if val_images and _due(s.step, cfg.val_every, end) else None
+            if val is not None: _keep_best(s, val, out)
+            if _due(s.step, cfg.log_every, last) or val is not None: bar.set_postfix(loss=f"{history.log(logs, val)['loss']:.4f}")
+            if _due(s.step, cfg.ckpt_every, last): _save(s, out, "checkpoint")
+            if last: break
+        bar.close()
 
-    _save(s, out, "model")
-    if accelerator.is_main_process: history.frame().to_csv(out / "history.csv", index=False)
-    # no accelerator.end_training(): it destroys the process group, which a second `fit` in the same process
-    # (ERM then DIL, a benchmark, a notebook) still needs; there are no trackers to close
-    return FitResult(s.eval_net().eval().to(memory_format=torch.contiguous_format), history.frame(), out / "model.safetensors")
+        _save(s, out, "model")
+        frame = history.close()
+        if accelerator.is_main_process: atomic_write(out / "history.csv", lambda p: frame.to_csv(p, index=False))
+    return FitResult(s.eval_net().eval().to(memory_format=torch.contiguous_format), frame, out / "model.safetensors")
