@@ -39,7 +39,7 @@ def fit_step_seconds(name, method, args, tmp, **overrides) -> tuple[list[float],
     "Seconds of each timed outer step of `fit` (history logged every step) and the passes per outer step."
     r = fit(method=method, **overrides, backbone=args.backbone, patch_size=args.patch, batch_size=args.batch,
             steps=args.warmup + args.steps, log_every=1, lr=1e-4, output_dir=f"{tmp}/{name.replace(' ', '_')}",
-            progress=False, seed=0, workers=args.workers, cpu=args.device.type == "cpu")  # each row syncs (.item())
+            progress=False, seed=0, workers=args.workers, cpu=args.device.type == "cpu", overwrite=True)  # each row syncs (.item())
     h = r.history
     seconds = h.seconds.diff().iloc[args.warmup:].tolist()  # row k - row k-1: step k alone
     return seconds, int(h.passes.iloc[-1] - h.passes.iloc[-2])
