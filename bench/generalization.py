@@ -6,6 +6,11 @@ resuming is bit-identical, so one run gives the whole curve). Budgets count forw
 get matched compute: ERM makes one pass per step, first-order DIL (dil_sf) one per seen confounder per outer step,
 dil_pf n+1, dil_ss 2n, dil_ps n+1 (n seen confounders; the history's `passes` column is checked against it).
 
+Engines (--engine): `ensemble` (the default) trains the runs that share a method and a backbone as one vectorised
+ensemble (`dil_causal.ensemble.fit_many`: each member equals its single run up to float rounding) and evaluates them
+together (`evaluate_members`); their `train_seconds` is the ensemble's time divided by its members. `process` trains
+each run alone through `fit`. Both write the same rows. The second-order variants and LIR always train alone.
+
 Test images are distorted with the seeded DIL protocol (`evaluate(protocol="dil")`: noise seeded with 0 before each
 image and degree, inputs clipped to [0, 1]); PSNR/SSIM on RGB [0, 255] after 8-bit rounding. Intermediate budgets
 measure PSNR only; the final budget all four metrics (PSNR, SSIM, on RGB and Y). Grayscale test images (one in
@@ -157,60 +162,125 @@ def train_folder(folder: str, n_images: int, work: Path) -> str:
     return str(sub)
 
 
-def run_one(spec: dict) -> dict:
-    "Train one (method, backbone, pairing, seed) through every budget, evaluating after each; rows and timings."
-    import torch
-    torch.set_num_threads(spec["threads"])
-    from dil_causal.evaluate import evaluate
+def _setup(spec: dict) -> dict:
+    "What one run needs: its fit() configuration, outer steps per budget, test sets and confounders."
     from dil_causal.sampler import get_preset
-    from dil_causal.data import load_images
-    from dil_causal.train import fit
-    t_start = time.perf_counter()
     task, method = spec["task"], spec["method"]
     n_seen = sum(c.seen for c in get_preset(TASKS[task]["preset"]))
     pps = passes_per_step(method, n_seen)
     steps = [b // pps for b in spec["budgets"]]
     if min(steps) < 1: raise ValueError(f"budget {min(spec['budgets'])} passes is less than one outer step of {method} ({pps} passes)")
-    work = Path(spec["work"])
-    out_dir = work / f"{task}-{method}-{spec['backbone']}-{spec['pairing'].replace('+', '_')}-s{spec['seed']}"
+    out_dir = Path(spec["work"]) / f"{task}-{method}-{spec['backbone']}-{spec['pairing'].replace('+', '_')}-s{spec['seed']}"
     cfg = dict(method=method, backbone=spec["backbone"], confounders=TASKS[task]["preset"], data=spec["train"],
                patch_size=spec["patch"], batch_size=spec["batch"], steps=steps[-1], seed=spec["seed"],
                output_dir=str(out_dir), progress=False, log_every=steps[-1], cpu=spec["device"] == "cpu",
-               schedule=spec["schedule"], **spec["lr_settings"])
-    if spec["workers"]:
-        from dataclasses import fields
-        from dil_causal.train import TrainConfig
-        if "workers" not in {f.name for f in fields(TrainConfig)}: raise ValueError("this dil_causal has no TrainConfig.workers")
-        cfg["workers"] = spec["workers"]
-    confs = confounders(task, spec["degrees"])
+               schedule=spec["schedule"], workers=spec["workers"], **spec["lr_settings"])
+    return dict(cfg=cfg, pps=pps, steps=steps, out_dir=out_dir)
+
+
+def _check_history(h, s: int, pps: int, name: str):
+    if int(h.step.iloc[-1]) != s or int(h.passes.iloc[-1]) != s * pps:
+        raise RuntimeError(f"{name}: expected step {s} with {s * pps} passes, the history says "
+                           f"{int(h.step.iloc[-1])} / {int(h.passes.iloc[-1])}")
+
+
+def _rows(spec: dict, df: pd.DataFrame, budget: int, s: int, pps: int, train_seconds: float) -> list[dict]:
+    return [{**{k: np.nan for k in ALL_METRICS}, **rec, "task": spec["task"], "method": spec["method"],
+             "backbone": spec["backbone"], "pairing": spec["pairing"], "seed": spec["seed"], "budget_passes": budget,
+             "passes": s * pps, "outer_steps": s, "train_seconds": round(train_seconds, 2)} for rec in df.to_dict("records")]
+
+
+def _result(spec, rows, name, train_seconds, eval_seconds, t_start) -> dict:
+    return dict(rows=rows, reached=max((r["budget_passes"] for r in rows), default=0), run=name,
+                train_seconds=round(train_seconds, 1), eval_seconds=round(eval_seconds, 1),
+                wall_seconds=round(time.perf_counter() - t_start, 1),
+                lr_settings={k: list(v) if isinstance(v, tuple) else v for k, v in spec["lr_settings"].items()})
+
+
+def _over_deadline(spec, done: int, s: int, train_seconds: float, last_eval: float) -> bool:
+    "Whether the next budget would overrun --time-limit (from the pace so far)."
+    return bool(spec["deadline"] and done and time.time() + train_seconds / done * (s - done) + 1.5 * last_eval > spec["deadline"])
+
+
+def run_one(spec: dict) -> dict:
+    "Train one (method, backbone, pairing, seed) through every budget with `fit`, evaluating after each (--engine process)."
+    import torch
+    torch.set_num_threads(spec["threads"])
+    from dil_causal.evaluate import evaluate
+    from dil_causal.data import load_images
+    from dil_causal.train import fit
+    t_start, r0 = time.perf_counter(), _setup(spec)
+    cfg, pps, out_dir = r0["cfg"], r0["pps"], r0["out_dir"]
+    confs = confounders(spec["task"], spec["degrees"])
     tests = {name: load_test_set(folder, spec["eval_images"], spec["eval_crop"]) for name, folder in spec["tests"]}
     train_images = load_images(spec["train"])  # read once; every budget's `fit` segment reuses them
     rows, train_seconds, eval_seconds, last_eval, done = [], 0.0, 0.0, 0.0, 0
-    for budget, s in zip(spec["budgets"], steps):
-        if spec["deadline"] and done:  # stop where the next budget would overrun --time-limit
-            if time.time() + train_seconds / done * (s - done) + 1.5 * last_eval > spec["deadline"]: break
+    for budget, s in zip(spec["budgets"], r0["steps"]):
+        if _over_deadline(spec, done, s, train_seconds, last_eval): break
         t0 = time.perf_counter()
         r = fit(resume=True, stop_after=s, images=train_images, **cfg)
         train_seconds += time.perf_counter() - t0
-        h = r.history
-        if int(h.step.iloc[-1]) != s or int(h.passes.iloc[-1]) != s * pps:
-            raise RuntimeError(f"{out_dir.name}: expected step {s} with {s * pps} passes, the history says "
-                               f"{int(h.step.iloc[-1])} / {int(h.passes.iloc[-1])}")
+        _check_history(r.history, s, pps, out_dir.name)
         t0 = time.perf_counter()
         metrics = ALL_METRICS if budget == spec["budgets"][-1] else ("psnr",)
         dev = "cuda" if spec["device"] == "cuda" else "cpu"
         model = r.model.to(dev)
         for name, images in tests.items():
             df = evaluate(model, images, confs, protocol="dil", dataset=name, device=dev, progress=False, metrics=metrics)
-            for rec in df.to_dict("records"):
-                rows.append({**{k: np.nan for k in ALL_METRICS}, **rec, "task": task, "method": method,
-                             "backbone": spec["backbone"], "pairing": spec["pairing"], "seed": spec["seed"],
-                             "budget_passes": budget, "passes": s * pps, "outer_steps": s,
-                             "train_seconds": round(train_seconds, 2)})
+            rows += _rows(spec, df, budget, s, pps, train_seconds)
         last_eval = time.perf_counter() - t0; eval_seconds += last_eval; done = s
-    return dict(rows=rows, reached=max((r["budget_passes"] for r in rows), default=0), run=out_dir.name, train_seconds=round(train_seconds, 1),
-                eval_seconds=round(eval_seconds, 1), wall_seconds=round(time.perf_counter() - t_start, 1),
-                lr_settings={k: list(v) if isinstance(v, tuple) else v for k, v in spec["lr_settings"].items()})
+    return _result(spec, rows, out_dir.name, train_seconds, eval_seconds, t_start)
+
+
+def run_group(specs: list[dict]) -> list[dict]:
+    "Train runs that share method and backbone as one ensemble (`fit_many`) through every budget, evaluating the"
+    " members together (`evaluate_members`) after each (--engine ensemble); the same rows as `run_one` per run."
+    import torch
+    torch.set_num_threads(specs[0]["threads"])
+    from torch.func import stack_module_state
+    from dil_causal.ensemble import evaluate_members, fit_many
+    from dil_causal.data import load_images
+    from dil_causal.models import build
+    t_start, setups, spec0 = time.perf_counter(), [_setup(s) for s in specs], specs[0]
+    pps, dev = setups[0]["pps"], "cuda" if spec0["device"] == "cuda" else "cpu"
+    confs = confounders(spec0["task"], spec0["degrees"])
+    tests = {name: load_test_set(folder, spec0["eval_images"], spec0["eval_crop"]) for name, folder in spec0["tests"]}
+    train_images = load_images(spec0["train"])
+    rows, train_seconds, eval_seconds, last_eval, done = [[] for _ in specs], 0.0, 0.0, 0.0, 0
+    for budget, s in zip(spec0["budgets"], setups[0]["steps"]):
+        if _over_deadline(spec0, done, s, train_seconds, last_eval): break
+        t0 = time.perf_counter()
+        r = fit_many([x["cfg"] for x in setups], resume=True, stop_after=s, images=train_images, progress=False)
+        train_seconds += time.perf_counter() - t0
+        for k, x in enumerate(setups): _check_history(r.history[r.history.member == k], s, pps, x["out_dir"].name)
+        t0 = time.perf_counter()
+        metrics = ALL_METRICS if budget == spec0["budgets"][-1] else ("psnr",)
+        net = build(spec0["backbone"]).to(dev)
+        params = {k: v.detach().to(dev) for k, v in stack_module_state([m.to(dev) for m in r.models])[0].items()}
+        for name, images in tests.items():
+            df = evaluate_members(net, params, images, confs, protocol="dil", metrics=metrics, dataset=name)
+            for k, spec in enumerate(specs):
+                rows[k] += _rows(spec, df[df.member == k].drop(columns="member"), budget, s, pps, train_seconds / len(specs))
+        last_eval = time.perf_counter() - t0; eval_seconds += last_eval; done = s
+    return [_result(spec, rows[k], x["out_dir"].name, train_seconds / len(specs), eval_seconds / len(specs), t_start)
+            for k, (spec, x) in enumerate(zip(specs, setups))]
+
+
+def groups(specs: list[dict], engine: str) -> list[list[dict]]:
+    "The ensembles of --engine ensemble: runs of one method (with vectorised steps) and backbone; others alone."
+    from dil_causal.ensemble import ENSEMBLE_STEPS
+    if engine == "process": return [[s] for s in specs]
+    out = {}
+    for s in specs:
+        key = (s["method"], s["backbone"]) if s["method"] in ENSEMBLE_STEPS else (s["method"], s["backbone"], s["pairing"], s["seed"])
+        out.setdefault(key, []).append(s)
+    return list(out.values())
+
+
+def run_specs(group: list[dict]) -> list[dict]:
+    "One unit of work: an ensemble of runs, or one run that trains alone."
+    from dil_causal.ensemble import ENSEMBLE_STEPS
+    return run_group(group) if group[0]["method"] in ENSEMBLE_STEPS and group[0].get("engine") == "ensemble" else [run_one(s) for s in group]
 
 
 def _worker_init(threads: int):
@@ -459,7 +529,8 @@ def plan(args, n_seen: int) -> list[dict]:
                                       patch=args.patch, batch=args.batch, degrees=args.degrees, threads=args.threads,
                                       device=args.device, eval_images=args.eval_images, eval_crop=args.eval_crop,
                                       tests=args.test, train=args.train_resolved, work=str(args.work),
-                                      deadline=args.deadline, workers=args.workers, schedule=args.schedule))
+                                      deadline=args.deadline, workers=args.workers, schedule=args.schedule,
+                                      engine=args.engine))
     return specs
 
 
@@ -492,7 +563,7 @@ def main(argv=None):
     ap.add_argument("--seeds", help="comma-separated seeds")
     ap.add_argument("--budgets", help="comma-separated training budgets in forward/backward passes, increasing")
     ap.add_argument("--lr", type=float, help="base learning rate (see the pairings)")
-    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+    ap.add_argument("--schedule", choices=("constant", "cosine", "step"), default="constant",
                     help="theta's learning-rate schedule (TrainConfig.schedule); cosine decays to 0 at the last budget, "
                          "so earlier budgets are evaluated part-way down the curve")
     ap.add_argument("--patch", type=int); ap.add_argument("--batch", type=int)
@@ -503,7 +574,10 @@ def main(argv=None):
     ap.add_argument("--eval-images", type=int, help="seeded subsample of each test set (random.Random(0)); 0: all")
     ap.add_argument("--eval-crop", type=int, help="centre-crop test images to this side; 0: full size")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    ap.add_argument("--jobs", type=int, default=1, help="runs trained at once in worker processes")
+    ap.add_argument("--engine", choices=("ensemble", "process"), default="ensemble",
+                    help="ensemble: runs that share method and backbone train as one vectorised ensemble (fit_many), "
+                         "evaluated together; process: each run alone through fit (the same rows either way)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs (ensembles) trained at once in worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per run (TrainConfig.workers)")
     ap.add_argument("--out", help="output folder (default runs/generalization/<task>)")
@@ -574,25 +648,27 @@ def main(argv=None):
     if args.dry_run: return
 
     commit, t0 = source_commit(), time.perf_counter()
-    results = []
+    results, units = [], groups(specs, args.engine)
     if args.jobs <= 1:
-        for s in specs:
-            results.append(run_one(s)); write_csv(results, out)
-            r = results[-1]; print(f"done {r['run']}: train {r['train_seconds']} s, eval {r['eval_seconds']} s", flush=True)
+        for unit in units:
+            for r in run_specs(unit):
+                results.append(r); print(f"done {r['run']}: train {r['train_seconds']} s, eval {r['eval_seconds']} s", flush=True)
+            write_csv(results, out)
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(args.threads,)) as pool:
-            futures = [pool.submit(run_one, s) for s in specs]
+            futures = [pool.submit(run_specs, u) for u in units]
             for f in as_completed(futures):
-                results.append(f.result()); write_csv(results, out)  # a killed grid keeps its finished runs
-                r = results[-1]; print(f"done {r['run']}: train {r['train_seconds']} s, eval {r['eval_seconds']} s "
-                                       f"({len(results)}/{len(specs)}, {time.perf_counter() - t0:.0f} s)", flush=True)
+                for r in f.result():
+                    results.append(r); print(f"done {r['run']}: train {r['train_seconds']} s, eval {r['eval_seconds']} s "
+                                             f"({len(results)}/{len(specs)}, {time.perf_counter() - t0:.0f} s)", flush=True)
+                write_csv(results, out)  # a killed grid keeps its finished runs
     wall = time.perf_counter() - t0
     df = write_csv(results, out)
     import dil_causal
     meta = dict(command="python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:])),
                 mode=args.mode, task=args.task, device=args.device, hardware=hardware(args.device),
-                jobs=args.jobs, threads=args.threads, wall_seconds=round(wall, 1),
+                jobs=args.jobs, threads=args.threads, engine=args.engine, wall_seconds=round(wall, 1),
                 settings=dict(methods=args.methods, backbones=args.backbones, pairings=args.pairings, seeds=args.seeds,
                               budgets=args.budgets, patch=args.patch, batch=args.batch, lr=args.lr,
                               schedule=args.schedule, degrees=args.degrees, eval_images=args.eval_images, eval_crop=args.eval_crop,

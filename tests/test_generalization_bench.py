@@ -99,3 +99,20 @@ def test_lir_runs_beside_erm_on_its_own_network(tmp_path, shared_data):
     r = run([sys.executable, str(BENCH), "--quick", "--methods", "lir", "--backbones", "rrdb-tiny", "--out", str(tmp_path / "x"),
              "--work", str(tmp_path / "w2")], env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
     assert r.returncode != 0 and "pick an LIR backbone" in r.stdout + r.stderr
+
+
+def test_ensemble_engine_writes_the_rows_of_the_process_engine(tmp_path, shared_data):
+    "--engine ensemble (the default: fit_many + evaluate_members) and --engine process (fit per run) measure the same."
+    frames = {}
+    for engine in ("ensemble", "process"):
+        out = tmp_path / engine
+        r = run([sys.executable, str(BENCH), "--quick", "--seeds", "0,1", "--budgets", "8,16", "--engine", engine,
+                 "--out", str(out), "--work", str(tmp_path / f"work-{engine}")],
+                env={"OMP_NUM_THREADS": "1", "DIL_DATA": str(shared_data)}, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        assert json.loads((out / "meta.json").read_text())["engine"] == engine
+        frames[engine] = pd.read_csv(out / "results.csv")
+    key = ["method", "seed", "budget_passes", "dataset", "image", "degree"]
+    both = frames["ensemble"].merge(frames["process"], on=key, suffixes=("_e", "_p"))
+    assert len(both) == len(frames["process"]) == 2 * 2 * 2 * 2 * 2 * 2
+    assert (both.psnr_e - both.psnr_p).abs().max() < 1e-3 and (both.outer_steps_e == both.outer_steps_p).all()
