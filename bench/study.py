@@ -1,0 +1,294 @@
+"""The decisive study: does DIL beat a *tuned* ERM on unseen distortions?
+
+Protocol (one command per part, or `all`):
+  sweep   every method at every rate of its grid, one seed (0), a decaying (cosine) schedule and EMA, validated every
+          so often at the SEEN degrees on held-out training images (a fixed 5 % of CBSD432, never a test image);
+  select  per method, the rate with the best final seen-degree validation PSNR (`selected.json`); never an unseen
+          degree or a test image;
+  final   the selected configurations again with fresh seeds (1..5), their validation curves, and the test sets at
+          every degree, seen and unseen;
+  answer  DIL - ERM (both tuned) per dataset on unseen and on seen degrees, paired by seed: mean, 95 % t-interval and
+          every seed's value, at equal passes and at equal wall time (`answer.md`, `curves.png`).
+
+Methods: ERM; DIL_sf with content "shared" (one clean batch under every noise level) and "independent" (a fresh clean
+batch per level, the public code's). Grids (ours): ERM lr in {1e-4, 3e-4, 1e-3, 3e-3}; DIL_sf inner lr in {1e-4, 3e-4,
+1e-3} x meta-rate factor in {1 (the public code's pairing: meta = inner), 4 (= n, "unthrottled")}. Every method gets
+the same budget in forward/backward passes. EMA decay is set per method so that its horizon is the same number of
+passes (500 at CPU scale): decay = 1 - passes_per_step / 500. All of these are our settings, not the public code's
+(which trains 110k outer steps of a 16.6 M RRDB at 1e-4 and selects nothing).
+
+Scales:
+  cpu   rrdb-tiny, patch 32, batch 8, 2,000 passes per run, denoising (sigma 5-20 seen, 30/40/50 unseen), 12 seeded
+        192-px centre crops of CBSD68 and Kodak24; trained run by run (--engine process, --jobs 2): on these 2-core
+        machines the vectorised ensemble measured slower than single runs (bench/README.md).
+  gpu   rrdb-small, the same grids, a 5,000-pass sweep and 30,000 passes per final run, every group of runs trained
+        as one vectorised ensemble (fit_many) in bf16; data from a bundle (`bench/make_bundle.py`); sized for one
+        9-minute command on one H100/H200 (`--time-limit`).
+  smoke the gpu protocol (vectorised ensembles) shrunk to seconds on the CPU, 40 training images (tests/test_study.py).
+
+Usage:
+  python bench/study.py all --scale cpu --out bench/results/study-cpu-denoise --jobs 2
+  python bench/study.py all --scale gpu --data bundle --out results/study-gpu-denoise --time-limit 480
+  python bench/study.py answer --out bench/results/study-cpu-denoise       # re-render from the CSVs
+"""
+from __future__ import annotations
+
+import argparse, json, math, os, platform, random, subprocess, sys, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEN, UNSEEN = (5, 10, 15, 20), (30, 40, 50)
+SCALES = {
+    "cpu": dict(backbone="rrdb-tiny", patch=32, batch=8, sweep_passes=2000, final_passes=2000, val_points=8,
+                ema_passes=500, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="process", bf16=False),
+    "gpu": dict(backbone="rrdb-small", patch=32, batch=8, sweep_passes=5000, final_passes=30000, val_points=10,
+                ema_passes=2000, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="ensemble", bf16=True),
+    "smoke": dict(backbone="rrdb-tiny", patch=16, batch=2, sweep_passes=16, final_passes=16, val_points=2,
+                  ema_passes=8, eval_images=1, eval_crop=48, seeds=(1, 2), engine="ensemble", bf16=False, train_images=40),
+}
+GRIDS = {"erm": [dict(lr=r) for r in (1e-4, 3e-4, 1e-3, 3e-3)],
+         "dil_sf": [dict(inner_lr=r, factor=f) for r in (1e-4, 3e-4, 1e-3) for f in (1, 4)]}
+ARMS = {"ERM": ("erm", None), "DIL_sf shared": ("dil_sf", "shared"), "DIL_sf independent": ("dil_sf", "independent")}
+N_SEEN = len(SEEN)
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("DIL_DATA") or ROOT.parent / "shared" / "data")
+
+
+def run_config(arm: str, rates: dict, seed: int, passes: int, sc: dict, work: Path, train: str, name: str) -> dict:
+    "The TrainConfig fields of one run of the study."
+    method, content = ARMS[arm]
+    pps = N_SEEN if method == "dil_sf" else 1
+    steps = passes // pps
+    lr = rates["lr"] if method == "erm" else rates["inner_lr"] * rates["factor"]
+    extra = {} if method == "erm" else dict(inner_lr=rates["inner_lr"], inner_betas=(0.0, 0.999), content=content)
+    return dict(method=method, backbone=sc["backbone"], confounders="denoise", data=train, patch_size=sc["patch"],
+                batch_size=sc["batch"], steps=steps, lr=lr, schedule="cosine", ema_decay=1 - pps / sc["ema_passes"],
+                val=0.05, val_every=max(1, steps // sc["val_points"]), val_crop=96, seed=seed, log_every=max(1, steps // sc["val_points"]),
+                output_dir=str(work / name), progress=False, mixed_precision="bf16" if sc["bf16"] else "no", **extra)
+
+
+def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None) -> list[dict]:
+    "The runs of a part: (arm, rates, seed, config) dicts."
+    runs = []
+    for arm, (method, _) in ARMS.items():
+        grid = GRIDS[method] if part == "sweep" else [{k: v for k, v in selected[arm].items() if k in ("lr", "inner_lr", "factor")}]
+        seeds = (0,) if part == "sweep" else sc["seeds"]
+        passes = sc["sweep_passes"] if part == "sweep" else sc["final_passes"]
+        for rates in grid:
+            for seed in seeds:
+                tag = "-".join(f"{k}{v:g}" for k, v in rates.items())
+                name = f"{part}-{arm.replace(' ', '_')}-{tag}-s{seed}"
+                runs.append(dict(part=part, arm=arm, rates=rates, seed=seed, name=name,
+                                 cfg=run_config(arm, rates, seed, passes, sc, work, train, name)))
+    return runs
+
+
+def load_tests(sc: dict, root: Path) -> dict:
+    "12 seeded centre crops of CBSD68 and Kodak24 (random.Random(0) over the sorted names), as in bench/generalization.py."
+    from dil_causal.data import image_files, read_image
+    out = {}
+    for name in ("CBSD68", "Kodak24"):
+        files = image_files(root / name)
+        if sc["eval_images"] < len(files): files = sorted(random.Random(0).sample(files, sc["eval_images"]))
+        imgs = {}
+        for f in files:
+            img, c = read_image(f), sc["eval_crop"]
+            h, w = img.shape[-2:]; t, l = max(0, (h - c) // 2), max(0, (w - c) // 2)
+            imgs[f.name] = img[:, t:t + c, l:l + c].contiguous()
+        out[name] = imgs
+    return out
+
+
+def summarize(run: dict, history: pd.DataFrame, scores: pd.DataFrame|None, seconds: float) -> dict:
+    "One run's rows: its validation curve and, for final runs, mean test PSNR per dataset and degree."
+    base = dict(part=run["part"], arm=run["arm"], seed=run["seed"], name=run["name"], train_seconds=round(seconds, 1),
+                **{k: run["rates"].get(k, np.nan) for k in ("lr", "inner_lr", "factor")})
+    pps = N_SEEN if ARMS[run["arm"]][0] == "dil_sf" else 1
+    curve = [dict(base, passes=int(r.step) * pps, val_psnr=r.val_psnr) for r in history.dropna(subset=["val_psnr"]).itertuples()]
+    tests = [] if scores is None else [dict(base, dataset=d, degree=g, seen=g in SEEN, psnr=p)
+                                       for (d, g), p in scores.groupby(["dataset", "degree"]).psnr.mean().items()]
+    return dict(curve=curve, tests=tests)
+
+
+def train_one(run: dict, threads: int, tests: dict|None) -> dict:
+    import torch
+    torch.set_num_threads(threads)
+    from dil_causal.evaluate import evaluate
+    from dil_causal.train import fit
+    t0 = time.perf_counter()
+    r = fit(resume=True, **run["cfg"])
+    seconds = time.perf_counter() - t0
+    scores = None
+    if tests:
+        scores = pd.concat([evaluate(r.model, imgs, "denoise", protocol="dil", dataset=d, metrics=("psnr",), progress=False)
+                            for d, imgs in tests.items()])
+    return summarize(run, r.history, scores, seconds)
+
+
+def train_group(runs: list[dict], tests: dict|None, time_limit: float) -> list[dict]:
+    "Runs of one method trained as one vectorised ensemble (fit_many), evaluated together (evaluate_members)."
+    import torch
+    from torch.func import stack_module_state
+    from dil_causal.ensemble import evaluate_members, fit_many
+    from dil_causal.models import build
+    t0 = time.perf_counter()
+    r = fit_many([x["cfg"] for x in runs], resume=True, progress=False)
+    seconds = (time.perf_counter() - t0) / len(runs)
+    scores = None
+    if tests:
+        dev = next(r.models[0].parameters()).device
+        params = {k: v.detach() for k, v in stack_module_state(r.models)[0].items()}
+        net = build(runs[0]["cfg"]["backbone"]).to(dev)
+        scores = pd.concat([evaluate_members(net, params, imgs, "denoise", dataset=d) for d, imgs in tests.items()])
+    return [summarize(x, r.history[r.history.member == k].drop(columns="member"),
+                      None if scores is None else scores[scores.member == k], seconds) for k, x in enumerate(runs)]
+
+
+def execute(runs: list[dict], sc: dict, args, tests: dict|None, out: Path, part: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Train the runs (process pool or ensembles), appending each finished run's rows to the part's CSVs."
+    curves, scores = [], []
+    def keep(res):
+        curves.extend(res["curve"]); scores.extend(res["tests"])
+        pd.DataFrame(curves).to_csv(out / f"{part}_curves.csv", index=False)
+        if scores: pd.DataFrame(scores).to_csv(out / f"{part}_tests.csv", index=False)
+    if sc["engine"] == "ensemble":
+        by_method = {}
+        for r in runs: by_method.setdefault(r["cfg"]["method"] + str(r["cfg"]["steps"]), []).append(r)
+        for group in by_method.values():
+            for res in train_group(group, tests, args.time_limit): keep(res)
+            print(f"  {part}: {len(group)} runs of {group[0]['cfg']['method']} done", flush=True)
+    else:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(train_one, r, args.threads, tests): r for r in runs}
+            for i, f in enumerate(as_completed(futures), 1):
+                keep(f.result()); print(f"  {part}: {futures[f]['name']} done ({i}/{len(runs)})", flush=True)
+    return pd.DataFrame(curves), pd.DataFrame(scores)
+
+
+def select(curves: pd.DataFrame) -> dict:
+    "Per arm, the rates with the best FINAL seen-degree validation PSNR of the sweep (ties: the smaller rate)."
+    last = curves.sort_values("passes").groupby("name").tail(1)
+    chosen = {}
+    for arm, g in last.groupby("arm"):
+        best = g.sort_values(["val_psnr", "lr", "inner_lr"], ascending=[False, True, True]).iloc[0]
+        chosen[arm] = {k: float(best[k]) for k in ("lr", "inner_lr", "factor") if not pd.isna(best[k])}
+        chosen[arm]["val_psnr"] = float(best.val_psnr)
+        grid = sorted(g.lr.dropna().unique()) if arm == "ERM" else sorted(g.inner_lr.dropna().unique())
+        edge = (best.lr if arm == "ERM" else best.inner_lr) in (grid[0], grid[-1])
+        chosen[arm]["at_grid_edge"] = bool(edge)
+    return chosen
+
+
+def t_interval(x: np.ndarray) -> tuple[float, float]:
+    "Mean and half-width of the 95 % t-interval."
+    from scipy import stats
+    x = np.asarray(x, float)
+    if len(x) < 2: return float(x.mean()), float("nan")
+    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def answer(out: Path) -> str:
+    "The answer table from final_tests.csv (and the curves), written to answer.md and curves.png."
+    tests, curves = pd.read_csv(out / "final_tests.csv"), pd.read_csv(out / "final_curves.csv")
+    selected = json.loads((out / "selected.json").read_text())
+    per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
+    secs = tests.groupby(["arm", "seed"]).train_seconds.first()
+    lines = ["| DIL arm − tuned ERM | dataset | degrees | mean ± 95 % CI (dB) | per seed |", "|---|---|---|---|---|"]
+    rows = []
+    for arm in [a for a in ARMS if a != "ERM"]:
+        for (ds, seen), g in per[per.arm == arm].groupby(["dataset", "seen"]):
+            e = per[(per.arm == "ERM") & (per.dataset == ds) & (per.seen == seen)].set_index("seed").psnr
+            d = (g.set_index("seed").psnr - e).dropna()
+            m, h = t_interval(d.values)
+            rows.append(dict(arm=arm, dataset=ds, seen=seen, mean=m, ci=h, n=len(d)))
+            lines.append(f"| {arm} | {ds} | {'seen σ 5–20' if seen else 'unseen σ 30–50'} | {m:+.2f} ± {h:.2f} | "
+                         + ", ".join(f"{v:+.2f}" for v in d.values) + " |")
+    abs_lines = ["| arm | selected rates (seed-0 sweep) | final val PSNR (dB) | CBSD68 seen | CBSD68 unseen | Kodak24 seen | Kodak24 unseen | train s/run |",
+                 "|---|---|---|---|---|---|---|---|"]
+    for arm in ARMS:
+        p = per[per.arm == arm].groupby(["dataset", "seen"]).psnr
+        cell = lambda ds, s: "{:.2f} ± {:.2f}".format(*t_interval(per[(per.arm == arm) & (per.dataset == ds) & (per.seen == s)].psnr.values))
+        sel = ", ".join(f"{k} {v:g}" for k, v in selected[arm].items() if k in ("lr", "inner_lr", "factor"))
+        fv = curves[curves.arm == arm].sort_values("passes").groupby("seed").tail(1).val_psnr.mean()
+        abs_lines.append(f"| {arm} | {sel}{' (grid edge)' if selected[arm]['at_grid_edge'] else ''} | {fv:.2f} | "
+                         f"{cell('CBSD68', True)} | {cell('CBSD68', False)} | {cell('Kodak24', True)} | {cell('Kodak24', False)} | "
+                         f"{secs[arm].mean():.0f} |")
+    wall = {arm: secs[arm].mean() for arm in ARMS}
+    text = ("## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(lines) +
+            "\n\n## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(abs_lines) +
+            "\n\nEqual wall time: per run, " + ", ".join(f"{a} {w:.0f} s" for a, w in wall.items()) +
+            " of training at equal passes" + (" (within 15 % of each other, so equal passes is also about equal wall time)"
+                                              if max(wall.values()) < 1.15 * min(wall.values()) else "") + ".\n")
+    (out / "answer.md").write_text(text)
+    plot(curves, per, out)
+    return text
+
+
+def plot(curves: pd.DataFrame, per: pd.DataFrame, out: Path):
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.6))
+    sns.lineplot(curves, x="passes", y="val_psnr", hue="arm", errorbar=("ci", 95), marker="o", ax=axs[0])
+    axs[0].set(title="seen-degree validation (held-out CBSD432), selected rates", ylabel="PSNR (dB)")
+    sns.pointplot(per, x="dataset", y="psnr", hue="arm", dodge=0.3, errorbar=("ci", 95), ax=axs[1], linestyles="none")
+    axs[1].set(title="test PSNR by dataset (seen and unseen pooled per seed)", ylabel="PSNR (dB)")
+    fig.tight_layout(); fig.savefig(out / "curves.png", dpi=90); plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("part", choices=("sweep", "select", "final", "answer", "all"))
+    ap.add_argument("--scale", choices=SCALES, default="cpu")
+    ap.add_argument("--out", required=True, help="result folder (CSV, JSON, Markdown, PNG: at most 8 files)")
+    ap.add_argument("--work", help="checkpoint folder (default: OUT/../study-work-<scale>, not committed)")
+    ap.add_argument("--data", help="data folder with CBSD432_jpg, CBSD68, Kodak24 (default: $DIL_DATA or ../shared/data)")
+    ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=0, help="seconds; the GPU command stops training new groups after it")
+    args = ap.parse_args(argv)
+    sc, out = SCALES[args.scale], Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work or out.parent / f"study-work-{args.scale}")
+    root = Path(args.data) if args.data else data_root()
+    for d in ("CBSD432_jpg", "CBSD68", "Kodak24"):
+        if args.part != "answer" and not (root / d).is_dir(): ap.error(f"{root / d} does not exist (--data or $DIL_DATA)")
+    train, t0 = str(root / "CBSD432_jpg"), time.perf_counter()
+    if sc.get("train_images"):  # the smoke scale trains on a seeded subsample (links in the work folder)
+        sys.path.insert(0, str(Path(__file__).parent)); from generalization import train_folder
+        work.mkdir(parents=True, exist_ok=True); train = train_folder(train, sc["train_images"], work)
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if args.part in ("sweep", "all"):
+        print(f"sweep: {len(plan('sweep', sc, work, train))} runs", flush=True)
+        execute(plan("sweep", sc, work, train), sc, args, None, out, "sweep")
+    if args.part in ("select", "all"):
+        chosen = select(pd.read_csv(out / "sweep_curves.csv"))
+        (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected:", chosen, flush=True)
+    if args.part in ("final", "all"):
+        runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()))
+        print(f"final: {len(runs)} runs", flush=True)
+        execute(runs, sc, args, load_tests(sc, root), out, "final")
+    if args.part in ("answer", "all"): print(answer(out))
+    if args.part != "answer":
+        import torch
+        hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() and sc["engine"] == "ensemble" else \
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        meta.setdefault("parts", {})[args.part] = dict(command="python bench/study.py " + " ".join(argv or sys.argv[1:]),
+                                                       commit=commit, hardware=hw, torch=torch.__version__,
+                                                       seconds=round(time.perf_counter() - t0), jobs=args.jobs,
+                                                       finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        meta.update(scale=args.scale, settings=sc, grids=GRIDS)
+        meta_path.write_text(json.dumps(meta, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
