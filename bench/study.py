@@ -14,11 +14,11 @@ Methods: ERM; DIL_sf with content "shared" (one clean batch under every noise le
 batch per level, the public code's). Grids (ours): ERM lr in {1e-4, 3e-4, 1e-3, 3e-3}; DIL_sf inner lr in {1e-4, 3e-4,
 1e-3} x meta-rate factor in {1 (the public code's pairing: meta = inner), 4 (= n, "unthrottled")}. Every method gets
 the same budget in forward/backward passes. EMA decay is set per method so that its horizon is the same number of
-passes (500 at CPU scale): decay = 1 - passes_per_step / 500. All of these are our settings, not the public code's
+passes (300 at CPU scale, 2,000 at GPU scale): decay = 1 - passes_per_step / horizon. All of these are our settings, not the public code's
 (which trains 110k outer steps of a 16.6 M RRDB at 1e-4 and selects nothing).
 
 Scales:
-  cpu   rrdb-tiny, patch 32, batch 8, 2,000 passes per run, denoising (sigma 5-20 seen, 30/40/50 unseen), 12 seeded
+  cpu   rrdb-tiny, patch 32, batch 8, 1,200 passes per run (EMA horizon 300 passes), denoising (sigma 5-20 seen, 30/40/50 unseen), 12 seeded
         192-px centre crops of CBSD68 and Kodak24; trained run by run (--engine process, --jobs 2): on these 2-core
         machines the vectorised ensemble measured slower than single runs (bench/README.md).
   gpu   rrdb-small, the same grids, a 5,000-pass sweep and 30,000 passes per final run, every group of runs trained
@@ -44,8 +44,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 SEEN, UNSEEN = (5, 10, 15, 20), (30, 40, 50)
 SCALES = {
-    "cpu": dict(backbone="rrdb-tiny", patch=32, batch=8, sweep_passes=2000, final_passes=2000, val_points=8,
-                ema_passes=500, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="process", bf16=False),
+    "cpu": dict(backbone="rrdb-tiny", patch=32, batch=8, sweep_passes=1200, final_passes=1200, val_points=6,
+                ema_passes=300, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="process", bf16=False),
     "gpu": dict(backbone="rrdb-small", patch=32, batch=8, sweep_passes=5000, final_passes=30000, val_points=10,
                 ema_passes=2000, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="ensemble", bf16=True),
     "smoke": dict(backbone="rrdb-tiny", patch=16, batch=2, sweep_passes=16, final_passes=16, val_points=2,
@@ -132,23 +132,34 @@ def train_one(run: dict, threads: int, tests: dict|None) -> dict:
     return summarize(run, r.history, scores, seconds)
 
 
-def train_group(runs: list[dict], tests: dict|None, time_limit: float) -> list[dict]:
-    "Runs of one method trained as one vectorised ensemble (fit_many), evaluated together (evaluate_members)."
+def train_groups(groups: list[list[dict]], tests: dict|None, deadline: float, segments: int = 10) -> list[dict]:
+    "Groups of runs of one method, each trained as one vectorised ensemble (fit_many) in `segments` stretches taken"
+    " round-robin, so that every group gets as far as the time allows; then evaluated together (evaluate_members)."
     import torch
     from torch.func import stack_module_state
     from dil_causal.ensemble import evaluate_members, fit_many
     from dil_causal.models import build
-    t0 = time.perf_counter()
-    r = fit_many([x["cfg"] for x in runs], resume=True, progress=False)
-    seconds = (time.perf_counter() - t0) / len(runs)
-    scores = None
-    if tests:
-        dev = next(r.models[0].parameters()).device
-        params = {k: v.detach() for k, v in stack_module_state(r.models)[0].items()}
-        net = build(runs[0]["cfg"]["backbone"]).to(dev)
-        scores = pd.concat([evaluate_members(net, params, imgs, "denoise", dataset=d) for d, imgs in tests.items()])
-    return [summarize(x, r.history[r.history.member == k].drop(columns="member"),
-                      None if scores is None else scores[scores.member == k], seconds) for k, x in enumerate(runs)]
+    done, results, seconds = {}, {}, {}
+    for seg in range(1, segments + 1):
+        for g, runs in enumerate(groups):
+            steps = runs[0]["cfg"]["steps"]
+            t0 = time.perf_counter()
+            pace = seconds.get(g, 0) / max(done.get(g, 0), 1)  # seconds per step so far
+            if deadline and done.get(g) and time.time() + pace * steps / segments > deadline: continue
+            results[g] = fit_many([x["cfg"] for x in runs], resume=True, stop_after=round(steps * seg / segments), progress=False)
+            seconds[g], done[g] = seconds.get(g, 0) + time.perf_counter() - t0, round(steps * seg / segments)
+    out = []
+    for g, runs in enumerate(groups):
+        r, scores = results[g], None
+        if tests:
+            dev = next(r.models[0].parameters()).device
+            params = {k: v.detach() for k, v in stack_module_state(r.models)[0].items()}
+            net = build(runs[0]["cfg"]["backbone"]).to(dev)
+            scores = pd.concat([evaluate_members(net, params, imgs, "denoise", dataset=d) for d, imgs in tests.items()])
+        out += [summarize(x, r.history[r.history.member == k].drop(columns="member"),
+                          None if scores is None else scores[scores.member == k], seconds[g] / len(runs)) for k, x in enumerate(runs)]
+        print(f"  {len(runs)} runs of {runs[0]['cfg']['method']}: {done[g]} of {runs[0]['cfg']['steps']} steps", flush=True)
+    return out
 
 
 def execute(runs: list[dict], sc: dict, args, tests: dict|None, out: Path, part: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,10 +171,8 @@ def execute(runs: list[dict], sc: dict, args, tests: dict|None, out: Path, part:
         if scores: pd.DataFrame(scores).to_csv(out / f"{part}_tests.csv", index=False)
     if sc["engine"] == "ensemble":
         by_method = {}
-        for r in runs: by_method.setdefault(r["cfg"]["method"] + str(r["cfg"]["steps"]), []).append(r)
-        for group in by_method.values():
-            for res in train_group(group, tests, args.time_limit): keep(res)
-            print(f"  {part}: {len(group)} runs of {group[0]['cfg']['method']} done", flush=True)
+        for r in runs: by_method.setdefault(r["cfg"]["method"], []).append(r)
+        for res in train_groups(list(by_method.values()), tests, args.deadline): keep(res)
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(train_one, r, args.threads, tests): r for r in runs}
@@ -252,7 +261,8 @@ def main(argv=None):
     ap.add_argument("--work", help="checkpoint folder (default: OUT/../study-work-<scale>, not committed)")
     ap.add_argument("--data", help="data folder with CBSD432_jpg, CBSD68, Kodak24 (default: $DIL_DATA or ../shared/data)")
     ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--time-limit", type=float, default=0, help="seconds; the GPU command stops training new groups after it")
+    ap.add_argument("--time-limit", type=float, default=0, help="seconds for the whole command: ensembles train in round-robin "
+                    "stretches and stop where the next would overrun it (the reached budget is in the curves)")
     args = ap.parse_args(argv)
     sc, out = SCALES[args.scale], Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,6 +271,8 @@ def main(argv=None):
     for d in ("CBSD432_jpg", "CBSD68", "Kodak24"):
         if args.part != "answer" and not (root / d).is_dir(): ap.error(f"{root / d} does not exist (--data or $DIL_DATA)")
     train, t0 = str(root / "CBSD432_jpg"), time.perf_counter()
+    start = time.time()
+    share = lambda f: start + f * args.time_limit if args.time_limit else 0  # the sweep gets 30 %, the finals up to 85 %
     if sc.get("train_images"):  # the smoke scale trains on a seeded subsample (links in the work folder)
         sys.path.insert(0, str(Path(__file__).parent)); from generalization import train_folder
         work.mkdir(parents=True, exist_ok=True); train = train_folder(train, sc["train_images"], work)
@@ -268,6 +280,7 @@ def main(argv=None):
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if args.part in ("sweep", "all"):
         print(f"sweep: {len(plan('sweep', sc, work, train))} runs", flush=True)
+        args.deadline = share(0.3)
         execute(plan("sweep", sc, work, train), sc, args, None, out, "sweep")
     if args.part in ("select", "all"):
         chosen = select(pd.read_csv(out / "sweep_curves.csv"))
@@ -275,6 +288,7 @@ def main(argv=None):
     if args.part in ("final", "all"):
         runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()))
         print(f"final: {len(runs)} runs", flush=True)
+        args.deadline = share(0.85)
         execute(runs, sc, args, load_tests(sc, root), out, "final")
     if args.part in ("answer", "all"): print(answer(out))
     if args.part != "answer":
