@@ -151,6 +151,7 @@ def main():
     ap.add_argument("--time-limit", type=float, default=0, help="skip measurements that would start after this many seconds")
     ap.add_argument("--levers", action="store_true", help="also one line per GPU lever (bf16, channels-last, cudnn.benchmark, "
                     "compile) at the largest M, each against the same engines")
+    ap.add_argument("--lever-names", default="fp32,bf16,channels-last,cudnn.benchmark,compile", help="which levers --levers times")
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -177,8 +178,10 @@ def main():
     if args.levers:
         M = max(int(m) for m in args.members.split(","))
         print(f"\nlevers at M = {M}: {'lever':16s} {'ensemble':>10s} {'sequential':>11s} {'dense':>9s} {'ens/seq':>8s} {'ens/dense':>10s}")
-        for name, kw in [("fp32", {}), ("bf16", {"bf16": True}), ("channels-last", {"channels_last": True}),
-                         ("cudnn.benchmark", {"cudnn_benchmark": True}), ("compile", {"compile": True})]:
+        levers = {"fp32": {}, "bf16": {"bf16": True}, "channels-last": {"channels_last": True},
+                  "cudnn.benchmark": {"cudnn_benchmark": True}, "compile": {"compile": True}}
+        for name in args.lever_names.split(","):
+            kw = levers[name]
             a = argparse.Namespace(**{**vars(args), **kw})
             torch.backends.cudnn.benchmark = a.cudnn_benchmark
             try: r = {"ensemble": ensemble_rate(M, a, device), "sequential": sequential_rate(M, a, device), "dense": dense_rate(M, a, device)}
