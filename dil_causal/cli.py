@@ -22,14 +22,14 @@ from .data import (DATASETS, MANIFEST, SUBIMAGE_SETS, check_manifest, image_fold
                               load_images, prepare_subimages, read_image, verify_dataset)
 from .diagnostics import generalization_curve
 from .evaluate import PROTOCOLS, evaluate
-from .models import load_model, read_record
+from .models import load_model, model_card, pretrained_names, pretrained_path, read_record
 from .restore import restore_cli
 from .sampler import get_preset
 from .train import TrainConfig, fit
 
 # %% auto #0
 __all__ = ['COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'plot_history',
-           'eval_checkpoint', 'parse_device', 'restore', 'data', 'main']
+           'eval_checkpoint', 'parse_device', 'restore', 'models', 'data', 'main']
 
 # %% ../nbs/60_cli.ipynb #25f9c6ab
 def comparison_table(results: pd.DataFrame, # `evaluate` rows with a `method` column
@@ -157,7 +157,8 @@ def _test_images(data: str, root: str|None) -> dict:
     if Path(data).is_file(): return {Path(data).name: read_image(data)}
     raise ValueError(f"--data {data!r} is neither 'skimage', a registered set ({', '.join(DATASETS)}), an image file nor a folder")
 
-def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (model.safetensors); required
+def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (model.safetensors); or --name
+                    name: str = "", # a shipped model (see `dil-causal models`), instead of --checkpoint
                     data: str = "skimage", # "skimage", a registered benchmark set (e.g. CBSD68), an image folder or one image file
                     preset: str = "denoise", # confounder preset: its seen and unseen degrees are all tested
                     protocol: str = "dil", # test-distortion protocol: dil (clipped) or kair (unclipped)
@@ -167,8 +168,8 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
                     output: str|None = None, # write every measurement to this CSV file
                     plot: str|None = None, # write a plot of PSNR against the distortion degree (model and noisy input) to this PNG
                    ) -> pd.DataFrame: # mean PSNR/SSIM per degree, with the distorted input's PSNR beside
-    "Evaluate a saved model on a test set under a confounder preset; print mean PSNR/SSIM per degree beside the input's."
-    if not checkpoint: raise ValueError("eval needs --checkpoint FILE")
+    "Evaluate a saved or shipped model on a test set under a confounder preset; print mean PSNR/SSIM per degree beside the input's."
+    checkpoint = _model_file(checkpoint, name, "eval")
     if limit < 0: raise ValueError(f"--limit must be 0 (all images) or a positive count, got {limit}")
     model = load_model(checkpoint)
     images = _test_images(data, root)
@@ -207,16 +208,33 @@ def parse_device(name: str, # e.g. "cpu", "cuda", "cuda:1", "mps"; "": None
 
 def restore(input: str, # an image file or a folder of images
             output: str, # a .png file (for a file input) or a folder (for a folder input)
-            checkpoint: str = "", # a model file written by dil_causal (model.safetensors); required
+            checkpoint: str = "", # a model file written by dil_causal (model.safetensors); or --name
+            name: str = "", # a shipped model (see `dil-causal models`), instead of --checkpoint
             tile: int = 0, # core size of the tiles in pixels (at least 16); 0: whole images
             overlap: int = 32, # context pixels around each tile
             device: str = "", # e.g. "cpu" or "cuda:0"; default: the accelerator if there is one, else the CPU
            ) -> list[Path]: # the written PNG files
-    "Restore an image file or a folder of images with a saved checkpoint, in overlapping tiles; prints what it wrote."
-    if not checkpoint: raise ValueError("restore needs --checkpoint FILE")
-    written = restore_cli(input, output, checkpoint, tile or None, overlap, parse_device(device))
+    "Restore an image file or a folder of images with a saved or shipped model, in overlapping tiles; prints what it wrote."
+    written = restore_cli(input, output, _model_file(checkpoint, name, "restore"), tile or None, overlap, parse_device(device))
     for p in written: print(f"wrote {p}")
     return written
+
+def _model_file(checkpoint: str, name: str, command: str) -> str:
+    "The model file of --checkpoint or --name (a shipped model); exactly one of them."
+    if bool(checkpoint) == bool(name): raise ValueError(f"{command} needs --checkpoint FILE or --name NAME (-n; see `dil-causal models`)")
+    return checkpoint or str(pretrained_path(name))
+
+def models() -> pd.DataFrame: # one row per shipped model
+    "List the shipped models with their model cards' essentials (PSNR on CBSD68 per sigma)."
+    rows = []
+    for n in pretrained_names():
+        card = model_card(n)
+        rows.append({"name": n, "method": card["method"], "backbone": card["backbone"], "parameters": card["parameters"],
+                     **{f"σ{int(float(s))}": round(v, 2) for s, v in card["psnr_cbsd68"].items()}})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False) if rows else "no shipped models")
+    print("\nPSNR (dB) on CBSD68, DIL protocol; each card (dil_causal.models.model_card) says how the model was trained.")
+    return table
 
 # %% ../nbs/60_cli.ipynb #2192895d
 def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the registered sets are, check one, cut training sub-images", str),
@@ -251,8 +269,8 @@ def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the 
     raise ValueError(f"unknown data action {action!r}: use 'list', 'verify' or 'prepare'")
 
 # %% ../nbs/60_cli.ipynb #ebd32849
-COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "data": data}
-ALIASES = {"--from": "--source"} # option spellings that are Python keywords
+COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "models": models, "data": data}
+ALIASES = {"--from": "--source", "-n": "--name"} # option spellings that are Python keywords, and short forms
 
 def _message(e: Exception) -> str:
     "One line for an error: an OSError's reason and file, otherwise its message."

@@ -5,7 +5,7 @@
 # %% ../../nbs/39_models.ipynb #1173eeaa
 from __future__ import annotations
 
-import hashlib, json, math, os, warnings
+import hashlib, importlib.resources, json, math, os, warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -29,7 +29,8 @@ except ImportError: fcntl = None
 __all__ = ['BACKBONES', 'DIGEST_KEY', 'MAX_OVERRIDE', 'RUN_FILES', 'build', 'model_device', 'n_parameters', 'tensors_digest',
            'remove_stale_temps', 'atomic_write', 'save_file_atomic', 'tensor_specs', 'file_tensor_specs',
            'check_tensors', 'check_finite', 'load_tensors', 'save_model', 'read_record', 'skeleton', 'load_model',
-           'check_optimizer_state', 'run_folder', 'read_history']
+           'check_optimizer_state', 'run_folder', 'read_history', 'pretrained_names', 'pretrained_path', 'model_card',
+           'pretrained']
 
 # %% ../../nbs/39_models.ipynb #cae2bddf
 BACKBONES = {
@@ -318,3 +319,30 @@ def read_history(path: str|Path, # a history.jsonl file (missing: no rows)
             with open(path, "r+b") as f: f.seek(0, 2); fix(f)
     if not all(isinstance(r, dict) for r in rows): raise ValueError(f"{path}: every line must be a JSON object")
     return rows
+
+# %% ../../nbs/39_models.ipynb #14a56409
+def _pretrained_dir() -> Path:
+    "Where the shipped models lie: `dil_causal/pretrained/` (package data)."
+    return Path(str(importlib.resources.files("dil_causal") / "pretrained"))
+
+def pretrained_names() -> list[str]:
+    "The names of the shipped models."
+    d = _pretrained_dir()
+    return sorted(p.stem for p in d.glob("*.safetensors")) if d.is_dir() else []
+
+def pretrained_path(name: str, # a name from `pretrained_names()`
+                   ) -> Path:
+    "The file of the shipped model `name`."
+    if name not in pretrained_names():
+        raise KeyError(f"unknown shipped model {name!r}; shipped models: {', '.join(pretrained_names()) or 'none'}")
+    return _pretrained_dir() / f"{name}.safetensors"
+
+def model_card(name: str, # a name from `pretrained_names()`
+              ) -> dict: # the card: training command, data, commit, hardware, PSNR per sigma, ...
+    "The model card of the shipped model `name`."
+    return json.loads(pretrained_path(name).with_suffix(".json").read_text())
+
+def pretrained(name: str, # a name from `pretrained_names()`, e.g. "dil_sf-denoise-tiny"
+              ) -> nn.Module:
+    "The shipped model `name`, loaded through the safe checkpoint path, in eval mode."
+    return load_model(pretrained_path(name))
