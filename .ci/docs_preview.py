@@ -59,6 +59,7 @@ body.jp-Notebook { margin: 0; padding: 0; }
 #toc .toc-title { font-weight: 600; margin-bottom: .4em; }
 .explorer-note { border-left: 3px solid #2780e3; background: #eef5fd; padding: .4em .8em; font: 13px sans-serif; }
 .jp-Cell { padding-left: 0 !important; }
+.jp-InputArea-editor pre, .jp-OutputArea-output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 @media (max-width: 1100px) { #toc { display: none; } }
 """
 
