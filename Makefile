@@ -34,10 +34,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/dil-causal demo
 
-# The tutorials' explorers are ipywidgets; JupyterLab 4 renders them with no extension to build.
-# LAB_ARGS passes options through, e.g. make lab LAB_ARGS="--no-browser --ip 0.0.0.0".
+# The tutorials' explorers are ipywidgets; JupyterLab 4 renders them with no extension to build. MPLBACKEND is
+# unset so that the kernels draw inline (the Agg exported above is for tests). LAB_ARGS passes options through,
+# e.g. make lab LAB_ARGS="--no-browser --ip 0.0.0.0".
 lab: install
-	cd nbs/tutorials && $(BIN)/jupyter lab $(LAB_ARGS) 01_why_networks_fail.ipynb
+	cd nbs/tutorials && env -u MPLBACKEND $(BIN)/jupyter lab $(LAB_ARGS) 01_why_networks_fail.ipynb
 
 # nbdev_export and nbdev_clean must leave the tree as committed: the notebooks are the source.
 check-export: install

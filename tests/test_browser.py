@@ -4,7 +4,8 @@ Builds the Quarto-free preview (`.ci/docs_preview.py`), opens each page in Debia
 Python package (the system browser: Playwright's own browser downloads are never used), and checks that the page
 logs no console error and loads no failing request, that every image has loaded (`naturalWidth > 0`), that MathJax
 has typeset every equation (no raw `$$` left in the text), that the sidebar lists every notebook, and that every
-page has a table of contents. Screenshots go to a temporary folder (printed), never into the repository.
+page has a table of contents. A second test does what `make lab` offers: JupyterLab runs tutorial 2 and its explorer
+redraws the graph when a checkbox is clicked. Screenshots go to a temporary folder (printed), never into the repository.
 
 `.ci/run` installs Chromium on a Debian-like machine; where no Chromium can be found the test skips and says why.
 """
@@ -89,3 +90,45 @@ def test_every_page_in_chromium(site, browser):
     for p, n_img, n_math in opened: print(f"  {p}: {n_img} images loaded, {n_math} equations typeset")
     assert not problems, problems
     assert len(opened) == len(all_notebooks())
+
+
+def test_an_explorer_works_in_jupyterlab(browser, tmp_path):
+    "What `make lab` gives: JupyterLab runs tutorial 2, draws its explorer's checkboxes, and redraws the graph on a click."
+    import socket, subprocess, time, urllib.request
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the package is there: `browser` needed it
+    shutil.copy(ROOT / "nbs" / "tutorials" / "02_causal_graph.ipynb", tmp_path / "explorer.ipynb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # as `make lab`: the kernel draws inline
+    env["PYTHONPATH"] = str(ROOT)
+    lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+                            "--ServerApp.token=t", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.ip=127.0.0.1"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try: urllib.request.urlopen(f"{url}/api/status?token=t", timeout=1); break
+            except OSError: time.sleep(0.5)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/lab/tree/explorer.ipynb?token=t")
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        try:  # JupyterLab may ask which kernel to start: the notebook's own (python3)
+            page.click(".jp-Dialog button.jp-mod-accept", timeout=10_000)
+        except PlaywrightTimeout: pass
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        page.click("text=Run", timeout=30_000)
+        page.click("text=Run All Cells", timeout=30_000)
+        page.wait_for_selector(".widget-checkbox input", timeout=180_000)
+        image = ".jp-OutputArea-output .widget-output img, .jp-OutputArea-output .jupyter-widgets-output-area img"
+        page.wait_for_selector(image, timeout=60_000)
+        before = page.eval_on_selector(image, "i => i.src")
+        page.query_selector_all(".widget-checkbox input")[1].click()  # adjust for D: on -> off
+        page.wait_for_function(f"(b) => {{ const i = document.querySelector({image!r}); return i && i.src !== b; }}",
+                               arg=before, timeout=60_000)
+        page.screenshot(path=str(Path(tempfile.mkdtemp(prefix="dil_causal-lab-")) / "explorer.png"))
+        assert not errors, errors
+        page.close()
+    finally:
+        lab.terminate(); lab.wait(timeout=30)
