@@ -90,13 +90,14 @@ def demo(output: str = "runs/demo", # folder for checkpoints, the results CSV an
     common = dict(backbone=backbone, confounders="denoise", data="skimage", patch_size=patch_size,
                   batch_size=batch_size, seed=seed, progress=not quiet)
     t0 = time.time()
-    erm = fit(method="erm", steps=steps * n_seen, lr=lr, output_dir=str(out / "erm"), **common)
+    erm_model, _, erm_ckpt = fit(method="erm", steps=steps * n_seen, lr=lr, output_dir=str(out / "erm"), **common)
     t1 = time.time()
-    dil = fit(method="dil_sf", steps=steps, lr=meta_lr, inner_lr=inner_lr, output_dir=str(out / "dil_sf"), **common)
+    dil_model, _, dil_ckpt = fit(method="dil_sf", steps=steps, lr=meta_lr, inner_lr=inner_lr,
+                                 output_dir=str(out / "dil_sf"), **common)
     t2 = time.time()
     test = load_images("skimage", split="test")
     results = pd.concat([evaluate(m, test, confs, protocol="dil", dataset="skimage-test", progress=not quiet).assign(method=name)
-                         for name, m in (("input", None), ("ERM", erm.model), ("DIL_sf", dil.model))])
+                         for name, m in (("input", None), ("ERM", erm_model), ("DIL_sf", dil_model))])
     table = comparison_table(results)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False)
@@ -110,10 +111,10 @@ def demo(output: str = "runs/demo", # folder for checkpoints, the results CSV an
               f"{', '.join(test)} (Gaussian noise, DIL protocol: seed 0 per image, clipped).")
         print("\nPSNR (dB, RGB); 'noisy input' is the distorted image itself, the bar a restorer has to clear:")
         print(table.rename(columns={"input": "noisy input"}).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        n_params = sum(p.numel() for p in erm.model.parameters())
+        n_params = sum(p.numel() for p in erm_model.parameters())
         print("\n" + _demo_summary(table, n_params, steps * n_seen, meta_lr / lr))
         print(f"\nwrote {out / 'psnr_vs_sigma.png'}, {out / 'results.csv'} and the checkpoints "
-              f"{erm.checkpoint}, {dil.checkpoint}")
+              f"{erm_ckpt}, {dil_ckpt}")
     return table
 
 # %% ../nbs/60_cli.ipynb #5495a545
