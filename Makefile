@@ -10,11 +10,12 @@ export MPLBACKEND := Agg
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-export check-clean check-readme nbtest pytest docs readme lock clean help
+.PHONY: install demo lab test check-export check-clean check-readme nbtest pytest docs readme lock clean help
 
 help:
 	@echo "make install  create .venv (if missing) and install dil_causal with its dev tools (idempotent)"
 	@echo "make demo     install, then train ERM and DIL_sf on the embedded photos and compare them"
+	@echo "make lab      install, then open JupyterLab on the tutorials (nbs/tutorials/)"
 	@echo "make test     install, then: export and clean leave no diff, README is current, nbdev_test, pytest"
 	@echo "make docs     build the docs into _docs/ (Quarto site if quarto is on PATH, else an HTML preview)"
 
@@ -32,6 +33,12 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/dil-causal demo
+
+# The tutorials' explorers are ipywidgets; JupyterLab 4 renders them with no extension to build. MPLBACKEND is
+# unset so that the kernels draw inline (the Agg exported above is for tests). LAB_ARGS passes options through,
+# e.g. make lab LAB_ARGS="--no-browser --ip 0.0.0.0".
+lab: install
+	cd nbs/tutorials && env -u MPLBACKEND $(BIN)/jupyter lab $(LAB_ARGS) 01_why_networks_fail.ipynb
 
 # nbdev_export and nbdev_clean must leave the tree as committed: the notebooks are the source.
 check-export: install

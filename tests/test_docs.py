@@ -1,11 +1,15 @@
-"""The Quarto-free docs preview: every notebook gets a page with its title and its figures."""
-import json, re
-from pathlib import Path
+"""The Quarto-free docs preview: a page per notebook (tutorials included), laid out as a site that works offline."""
+import json, re, sys
+from configparser import ConfigParser
 
 import nbformat
+import pytest
+import yaml
 
 from conftest import ROOT, run
-import sys
+
+sys.path.insert(0, str(ROOT / ".ci"))
+from docs_preview import page_name, sidebar_notebooks  # noqa: E402
 
 
 def notebook_title(nb) -> str:
@@ -13,27 +17,82 @@ def notebook_title(nb) -> str:
     return re.match(r"#\s+(.+)", first.source).group(1).strip()
 
 
-def test_preview_has_a_page_per_notebook(tmp_path):
-    out = tmp_path / "_docs"
+def all_notebooks() -> list[str]:
+    "Every notebook under nbs/, as a path relative to nbs/ (folders starting with . or _ skipped, as nbdev does)."
+    nbs = ROOT / "nbs"
+    return sorted(p.relative_to(nbs).as_posix() for p in nbs.rglob("*.ipynb")
+                  if not any(part.startswith((".", "_")) for part in p.relative_to(nbs).parts))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("preview") / "_docs"
     r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    manifest = {m["notebook"]: m for m in json.loads((out / "preview.json").read_text())}
-    notebooks = sorted((ROOT / "nbs").glob("*.ipynb"))
-    assert set(manifest) == {p.name for p in notebooks}
-    for p in notebooks:
-        nb = nbformat.read(p, as_version=4)
-        page = out / manifest[p.name]["page"]
-        html = page.read_text()
+    return out
+
+
+def test_preview_has_a_page_per_notebook(site):
+    manifest = {m["notebook"]: m for m in json.loads((site / "preview.json").read_text())}
+    assert set(manifest) == set(all_notebooks())
+    for name in all_notebooks():
+        nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
+        html = (site / manifest[name]["page"]).read_text()
         title = notebook_title(nb)
-        assert f'<h1 class="title">{title}</h1>' in html, (p.name, title)
+        assert f'<h1 class="title">{title}</h1>' in html, (name, title)
         assert "Quarto-free preview" in html
         figures = sum(1 for c in nb.cells if c.cell_type == "code"
                       for o in c.get("outputs", []) if {"image/png", "image/jpeg"} & set(o.get("data", {})))
         embedded = html.count("data:image/png;base64,") + html.count("data:image/jpeg;base64,")
-        assert embedded >= figures, (p.name, figures, embedded)
-    assert (out / "index.html").exists()
-    # the pages that teach with pictures do carry them
+        assert embedded >= figures, (name, figures, embedded)
+    assert (site / "index.html").exists()
+    # the pages that teach with pictures do carry them, and every tutorial draws its explorer
     assert manifest["20_distortions.ipynb"]["figures"] >= 1 and manifest["52_diagnostics.ipynb"]["figures"] >= 1
+    for name in all_notebooks():
+        if name.startswith("tutorials/"): assert manifest[name]["figures"] >= 1, name
+
+
+def test_pages_read_as_a_site(site):
+    "No prompts, no remote scripts, a local MathJax, signatures without raw markdown, source links to the repository."
+    cfg = ConfigParser(); cfg.read(ROOT / "settings.ini")
+    git_url = cfg["DEFAULT"]["git_url"]
+    assert (site / "mathjax" / "tex-svg.js").exists()
+    n_source = 0
+    for page in json.loads((site / "preview.json").read_text()):
+        html = (site / page["page"]).read_text()
+        name = page["notebook"]
+        assert not re.search(r"(In|Out)\s*\[\s*\d*\s*\]:", re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S)), name
+        assert not re.search(r'<script[^>]+src="https?://', html), (name, "a script from the network")
+        assert re.search(r'<script[^>]+src="[./]*mathjax/tex-svg\.js"', html), (name, "no local MathJax")
+        assert not re.search(r"\]\((https?://|#)", html), (name, "a markdown link left raw")
+        assert 'id="sidebar"' in html and ('id="toc"' in html or name == "index.ipynb"), name
+        assert "application/vnd.jupyter.widget-view+json" not in html, name
+        sources = re.findall(r'<a href="([^"]+)"[^>]*>source</a>', html)
+        assert all(s.startswith(git_url + "/blob/") for s in sources), (name, sources[:3])
+        n_source += len(sources)
+    assert n_source > 50  # the API pages link their definitions to the repository
+
+
+def test_links_between_pages_resolve(site):
+    "Every relative link (sidebar, tutorials' links to other notebooks, signature links) points at a page that exists."
+    for page in json.loads((site / "preview.json").read_text()):
+        html = (site / page["page"]).read_text()
+        for href in re.findall(r'href="([^"#:]+\.html)(?:#[^"]*)?"', html):
+            assert (site / page["page"]).parent.joinpath(href).resolve().exists(), (page["page"], href)
+
+
+def test_sidebar_lists_every_notebook_once_tutorials_first():
+    contents = yaml.safe_load((ROOT / "nbs" / "sidebar.yml").read_text())["website"]["sidebar"]["contents"]
+    listed = sidebar_notebooks(contents)
+    assert sorted(listed) == all_notebooks(), set(listed) ^ set(all_notebooks())
+    assert len(listed) == len(set(listed))
+    assert listed[0] == "index.ipynb" and contents[1]["section"] == "Tutorials"
+    assert all(nb.startswith("tutorials/") for nb in sidebar_notebooks(contents[1]["contents"]))
+
+
+def test_page_names():
+    assert page_name("20_distortions.ipynb") == "distortions.html"
+    assert page_name("tutorials/01_why_networks_fail.ipynb") == "tutorials/why_networks_fail.html"
 
 
 def test_quarto_config_has_one_source():
