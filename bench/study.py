@@ -204,7 +204,24 @@ def t_interval(x: np.ndarray) -> tuple[float, float]:
 
 
 def answer(out: Path) -> str:
-    "The answer table from final_tests.csv (and the curves), written to answer.md and curves.png."
+    "The answer from the study's CSVs, written to answer.md and curves.png."
+    text, curves, per = answer_text(out)
+    (out / "answer.md").write_text(text)
+    plot(curves, per, out / "curves.png")
+    return text
+
+
+def gains(out: Path) -> pd.DataFrame:
+    "DIL arm - tuned ERM per dataset and seen/unseen, paired by seed: one row per (arm, dataset, seen, seed)."
+    tests = pd.read_csv(out / "final_tests.csv")
+    per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
+    erm = per[per.arm == "ERM"].set_index(["seed", "dataset", "seen"]).psnr
+    dil = per[per.arm != "ERM"].set_index(["seed", "dataset", "seen"])
+    return dil.assign(gain=dil.psnr - erm.reindex(dil.index).values).reset_index()
+
+
+def answer_text(out: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    "The answer tables as markdown, with the validation curves and the per-seed test PSNR behind them."
     tests, curves = pd.read_csv(out / "final_tests.csv"), pd.read_csv(out / "final_curves.csv")
     selected = json.loads((out / "selected.json").read_text())
     per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
@@ -235,12 +252,10 @@ def answer(out: Path) -> str:
             "\n\nEqual wall time: per run, " + ", ".join(f"{a} {w:.0f} s" for a, w in wall.items()) +
             " of training at equal passes" + (" (within 15 % of each other, so equal passes is also about equal wall time)"
                                               if max(wall.values()) < 1.15 * min(wall.values()) else "") + ".\n")
-    (out / "answer.md").write_text(text)
-    plot(curves, per, out)
-    return text
+    return text, curves, per
 
 
-def plot(curves: pd.DataFrame, per: pd.DataFrame, out: Path):
+def plot(curves: pd.DataFrame, per: pd.DataFrame, path: Path):
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -249,7 +264,7 @@ def plot(curves: pd.DataFrame, per: pd.DataFrame, out: Path):
     axs[0].set(title="seen-degree validation (held-out CBSD432), selected rates", ylabel="PSNR (dB)")
     sns.pointplot(per, x="dataset", y="psnr", hue="arm", dodge=0.3, errorbar=("ci", 95), ax=axs[1], linestyles="none")
     axs[1].set(title="test PSNR by dataset (seen and unseen pooled per seed)", ylabel="PSNR (dB)")
-    fig.tight_layout(); fig.savefig(out / "curves.png", dpi=90); plt.close(fig)
+    fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
 
 def main(argv=None):
