@@ -30,3 +30,12 @@ def run(args, cwd=ROOT, timeout=600, env=None):
 def shared_data():
     if not DATA.is_dir(): pytest.skip(WHERE.format(DATA))
     return DATA
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    "The docs preview (.ci/docs_preview.py), built once for the docs and browser tests."
+    out = tmp_path_factory.mktemp("site") / "_docs"
+    r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out

@@ -30,14 +30,6 @@ def find_chromium() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site") / "_docs"
-    r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="module")
 def browser():
     playwright = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed (make install)")
     exe = find_chromium()

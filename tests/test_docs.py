@@ -24,14 +24,6 @@ def all_notebooks() -> list[str]:
                   if not any(part.startswith((".", "_")) for part in p.relative_to(nbs).parts))
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("preview") / "_docs"
-    r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
-
-
 def test_preview_has_a_page_per_notebook(site):
     manifest = {m["notebook"]: m for m in json.loads((site / "preview.json").read_text())}
     assert set(manifest) == set(all_notebooks())

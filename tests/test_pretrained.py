@@ -1,0 +1,50 @@
+"""The shipped, named models: listed, loaded through the safe path, restoring an image without training, and their
+model cards' CBSD68 PSNR reproduced by `dil-causal eval -n NAME`."""
+import json
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from conftest import run, venv_bin
+from dil_causal.models import model_card, pretrained, pretrained_names, pretrained_path
+
+NAMES = ["erm-denoise-tiny", "dil_sf-denoise-tiny"]
+
+
+def test_models_are_shipped_and_listed():
+    assert pretrained_names() == sorted(NAMES)
+    r = run([venv_bin("dil-causal"), "models"])
+    assert r.returncode == 0 and all(n in r.stdout for n in NAMES) and "σ50" in r.stdout, r.stdout + r.stderr
+    for n in NAMES:
+        card = model_card(n)
+        assert pretrained_path(n).stat().st_size < 2 * 2**20 and card["parameters"] < 500_000
+        assert {"command", "commit", "hardware", "data", "fit_config", "psnr_cbsd68", "selection"} <= set(card)
+
+
+def test_restore_by_name_without_training(tmp_path):
+    noisy = np.clip(skimage.data.astronaut()[100:228, 150:278] / 255 + np.random.default_rng(0).normal(0, 15 / 255, (128, 128, 3)), 0, 1)
+    Image.fromarray((noisy * 255).round().astype(np.uint8)).save(tmp_path / "noisy.png")
+    r = run([venv_bin("dil-causal"), "restore", str(tmp_path / "noisy.png"), str(tmp_path / "out.png"), "-n", "dil_sf-denoise-tiny"])
+    assert r.returncode == 0 and "wrote" in r.stdout, r.stderr[-2000:]
+    clean = skimage.data.astronaut()[100:228, 150:278].astype(float)
+    out = np.asarray(Image.open(tmp_path / "out.png"), float)
+    psnr = lambda a: 10 * np.log10(255 ** 2 / np.mean((a - clean) ** 2))
+    assert psnr(out) > psnr(noisy * 255) + 1, (psnr(out), psnr(noisy * 255))   # the shipped model denoises
+    r = run([venv_bin("dil-causal"), "restore", str(tmp_path / "noisy.png"), str(tmp_path / "x.png"), "-n", "nope"])
+    assert r.returncode == 1 and "unknown shipped model 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_psnr_is_reproduced_by_eval(name, tmp_path, shared_data):
+    out = tmp_path / "scores.csv"
+    r = run([venv_bin("dil-causal"), "eval", "-n", name, "--data", str(shared_data / "CBSD68"), "--output", str(out)],
+            env={"OMP_NUM_THREADS": "2"}, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pandas as pd
+    df = pd.read_csv(out)
+    mine = df[df.method != "input"].groupby("degree").psnr.mean()
+    card = {float(k): v for k, v in model_card(name)["psnr_cbsd68"].items()}
+    assert df.image.nunique() == 68 and set(mine.index) == set(card)
+    for sigma, psnr in card.items(): assert abs(mine[sigma] - psnr) < 0.05, (sigma, mine[sigma], psnr)
