@@ -19,8 +19,9 @@ def test_nan_loss_stops_and_keeps_the_checkpoint(tmp_path):
     saved = ("model.safetensors", "checkpoint.safetensors")
     before = {n: digest(tmp_path / n) for n in saved}
     with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at step \d+"):
-        # a new run into the same folder at an absurd learning rate: it diverges before its first checkpoint
-        fit(method="erm", steps=50, lr=1e12, log_every=1, ckpt_every=2, output_dir=str(tmp_path), progress=False)
+        # a new run replacing the old one (overwrite) at an absurd learning rate: it diverges before its first checkpoint
+        fit(method="erm", steps=50, lr=1e12, log_every=1, ckpt_every=2, output_dir=str(tmp_path), progress=False,
+            overwrite=True)
     assert {n: digest(tmp_path / n) for n in saved} == before
     model = load_model(good.checkpoint)
     assert all(torch.isfinite(p).all() for p in model.parameters())
