@@ -19,8 +19,9 @@ passes (300 at CPU scale, 2,000 at GPU scale): decay = 1 - passes_per_step / hor
 (which trains 110k outer steps of a 16.6 M RRDB at 1e-4 and selects nothing).
 
 Scales:
-  cpu   rrdb-tiny, patch 32, batch 8, 1,200 passes per run (EMA horizon 300 passes), denoising (sigma 5-20 seen, 30/40/50 unseen), 12 seeded
-        192-px centre crops of CBSD68 and Kodak24; trained run by run (--engine process, --jobs 2): on these 2-core
+  cpu   rrdb-tiny, patch 32, batch 8, 1,200 passes per run (EMA horizon 300 passes); --task denoise (sigma 5-20 seen,
+        30/40/50 unseen; 12 seeded 192-px centre crops of CBSD68 and Kodak24) or deblur (blur sigma 1-4 seen, 4.2-5.0
+        unseen; Set5 and Set14 centre-cropped); trained run by run (--engine process, --jobs 2): on these 2-core
         machines the vectorised ensemble measured slower than single runs (bench/README.md).
   gpu   rrdb-small, the same grids, a 5,000-pass sweep and 30,000 passes per final run, every group of runs trained
         as one vectorised ensemble (fit_many) in bf16; data from a bundle (`bench/make_bundle.py`); sized for one
@@ -43,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEN, UNSEEN = (5, 10, 15, 20), (30, 40, 50)
+TASKS = {"denoise": dict(preset="denoise", tests=("CBSD68", "Kodak24"), seen="σ 5–20", unseen="σ 30–50"),
+         "deblur": dict(preset="deblur", tests=("Set5", "Set14"), seen="blur σ 1–4", unseen="blur σ 4.2–5.0")}
 SCALES = {
     "cpu": dict(backbone="rrdb-tiny", patch=32, batch=8, sweep_passes=1200, final_passes=1200, val_points=6,
                 ema_passes=300, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="process", bf16=False),
@@ -55,27 +57,28 @@ SCALES = {
 GRIDS = {"erm": [dict(lr=r) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)],
          "dil_sf": [dict(inner_lr=r, factor=f) for r in (1e-4, 3e-4, 1e-3, 3e-3) for f in (1, 4)]}
 ARMS = {"ERM": ("erm", None), "DIL_sf shared": ("dil_sf", "shared"), "DIL_sf independent": ("dil_sf", "independent")}
-N_SEEN = len(SEEN)
+N_SEEN = 4  # seen degrees of both tasks' presets: DIL_sf makes 4 passes per outer step
 
 
 def data_root() -> Path:
     return Path(os.environ.get("DIL_DATA") or ROOT.parent / "shared" / "data")
 
 
-def run_config(arm: str, rates: dict, seed: int, passes: int, sc: dict, work: Path, train: str, name: str) -> dict:
+def run_config(arm: str, rates: dict, seed: int, passes: int, sc: dict, work: Path, train: str, name: str,
+               task: str = "denoise") -> dict:
     "The TrainConfig fields of one run of the study."
     method, content = ARMS[arm]
     pps = N_SEEN if method == "dil_sf" else 1
     steps = passes // pps
     lr = rates["lr"] if method == "erm" else rates["inner_lr"] * rates["factor"]
     extra = {} if method == "erm" else dict(inner_lr=rates["inner_lr"], inner_betas=(0.0, 0.999), content=content)
-    return dict(method=method, backbone=sc["backbone"], confounders="denoise", data=train, patch_size=sc["patch"],
+    return dict(method=method, backbone=sc["backbone"], confounders=TASKS[task]["preset"], data=train, patch_size=sc["patch"],
                 batch_size=sc["batch"], steps=steps, lr=lr, schedule="cosine", ema_decay=1 - pps / sc["ema_passes"],
                 val=0.05, val_every=max(1, steps // sc["val_points"]), val_crop=96, seed=seed, log_every=max(1, steps // sc["val_points"]),
                 output_dir=str(work / name), progress=False, mixed_precision="bf16" if sc["bf16"] else "no", **extra)
 
 
-def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None) -> list[dict]:
+def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None, task: str = "denoise") -> list[dict]:
     "The runs of a part: (arm, rates, seed, config) dicts."
     runs = []
     for arm, (method, _) in ARMS.items():
@@ -87,15 +90,15 @@ def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None
                 tag = "-".join(f"{k}{v:g}" for k, v in rates.items())
                 name = f"{part}-{arm.replace(' ', '_')}-{tag}-s{seed}"
                 runs.append(dict(part=part, arm=arm, rates=rates, seed=seed, name=name,
-                                 cfg=run_config(arm, rates, seed, passes, sc, work, train, name)))
+                                 cfg=run_config(arm, rates, seed, passes, sc, work, train, name, task)))
     return runs
 
 
-def load_tests(sc: dict, root: Path) -> dict:
-    "12 seeded centre crops of CBSD68 and Kodak24 (random.Random(0) over the sorted names), as in bench/generalization.py."
+def load_tests(sc: dict, root: Path, task: str = "denoise") -> dict:
+    "The task's test sets: 12 seeded centre crops of each (random.Random(0) over the sorted names, as bench/generalization.py)."
     from dil_causal.data import image_files, read_image
     out = {}
-    for name in ("CBSD68", "Kodak24"):
+    for name in TASKS[task]["tests"]:
         files = image_files(root / name)
         if sc["eval_images"] < len(files): files = sorted(random.Random(0).sample(files, sc["eval_images"]))
         imgs = {}
@@ -113,8 +116,8 @@ def summarize(run: dict, history: pd.DataFrame, scores: pd.DataFrame|None, secon
                 **{k: run["rates"].get(k, np.nan) for k in ("lr", "inner_lr", "factor")})
     pps = N_SEEN if ARMS[run["arm"]][0] == "dil_sf" else 1
     curve = [dict(base, passes=int(r.step) * pps, val_psnr=r.val_psnr) for r in history.dropna(subset=["val_psnr"]).itertuples()]
-    tests = [] if scores is None else [dict(base, dataset=d, degree=g, seen=g in SEEN, psnr=p)
-                                       for (d, g), p in scores.groupby(["dataset", "degree"]).psnr.mean().items()]
+    tests = [] if scores is None else [dict(base, dataset=d, degree=g, seen=bool(seen), psnr=p)
+                                       for (d, g, seen), p in scores.groupby(["dataset", "degree", "seen"]).psnr.mean().items()]
     return dict(curve=curve, tests=tests)
 
 
@@ -128,7 +131,7 @@ def train_one(run: dict, threads: int, tests: dict|None) -> dict:
     seconds = time.perf_counter() - t0
     scores = None
     if tests:
-        scores = pd.concat([evaluate(r.model, imgs, "denoise", protocol="dil", dataset=d, metrics=("psnr",), progress=False)
+        scores = pd.concat([evaluate(r.model, imgs, run["cfg"]["confounders"], protocol="dil", dataset=d, metrics=("psnr",), progress=False)
                             for d, imgs in tests.items()])
     return summarize(run, r.history, scores, seconds)
 
@@ -156,7 +159,7 @@ def train_groups(groups: list[list[dict]], tests: dict|None, deadline: float, se
             dev = next(r.models[0].parameters()).device
             params = {k: v.detach() for k, v in stack_module_state(r.models)[0].items()}
             net = build(runs[0]["cfg"]["backbone"]).to(dev)
-            scores = pd.concat([evaluate_members(net, params, imgs, "denoise", dataset=d) for d, imgs in tests.items()])
+            scores = pd.concat([evaluate_members(net, params, imgs, runs[0]["cfg"]["confounders"], dataset=d) for d, imgs in tests.items()])
         out += [summarize(x, r.history[r.history.member == k].drop(columns="member"),
                           None if scores is None else scores[scores.member == k], seconds[g] / len(runs)) for k, x in enumerate(runs)]
         print(f"  {len(runs)} runs of {runs[0]['cfg']['method']}: {done[g]} of {runs[0]['cfg']['steps']} steps", flush=True)
@@ -204,9 +207,9 @@ def t_interval(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def answer(out: Path) -> str:
+def answer(out: Path, task: str|None = None) -> str:
     "The answer from the study's CSVs, written to answer.md and curves.png."
-    text, curves, per = answer_text(out)
+    text, curves, per = answer_text(out, task)
     (out / "answer.md").write_text(text)
     plot(curves, per, out / "curves.png")
     return text
@@ -221,32 +224,32 @@ def gains(out: Path) -> pd.DataFrame:
     return dil.assign(gain=dil.psnr - erm.reindex(dil.index).values).reset_index()
 
 
-def answer_text(out: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     "The answer tables as markdown, with the validation curves and the per-seed test PSNR behind them."
     tests, curves = pd.read_csv(out / "final_tests.csv"), pd.read_csv(out / "final_curves.csv")
     selected = json.loads((out / "selected.json").read_text())
+    meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
+    task = TASKS[task or meta.get("task", "denoise")]
     per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
     secs = tests.groupby(["arm", "seed"]).train_seconds.first()
+    degrees = lambda seen: f"seen {task['seen']}" if seen else f"unseen {task['unseen']}"
     lines = ["| DIL arm − tuned ERM | dataset | degrees | mean ± 95 % CI (dB) | per seed |", "|---|---|---|---|---|"]
-    rows = []
     for arm in [a for a in ARMS if a != "ERM"]:
         for (ds, seen), g in per[per.arm == arm].groupby(["dataset", "seen"]):
             e = per[(per.arm == "ERM") & (per.dataset == ds) & (per.seen == seen)].set_index("seed").psnr
             d = (g.set_index("seed").psnr - e).dropna()
             m, h = t_interval(d.values)
-            rows.append(dict(arm=arm, dataset=ds, seen=seen, mean=m, ci=h, n=len(d)))
-            lines.append(f"| {arm} | {ds} | {'seen σ 5–20' if seen else 'unseen σ 30–50'} | {m:+.2f} ± {h:.2f} | "
-                         + ", ".join(f"{v:+.2f}" for v in d.values) + " |")
-    abs_lines = ["| arm | selected rates (seed-0 sweep) | final val PSNR (dB) | CBSD68 seen | CBSD68 unseen | Kodak24 seen | Kodak24 unseen | train s/run |",
-                 "|---|---|---|---|---|---|---|---|"]
+            lines.append(f"| {arm} | {ds} | {degrees(seen)} | {m:+.2f} ± {h:.2f} | " + ", ".join(f"{v:+.2f}" for v in d.values) + " |")
+    cols = [(ds, seen) for ds in task["tests"] for seen in (True, False)]
+    abs_lines = ["| arm | selected rates (seed-0 sweep) | final val PSNR (dB) | " +
+                 " | ".join(f"{ds} {'seen' if seen else 'unseen'}" for ds, seen in cols) + " | train s/run |",
+                 "|---|---|---|" + "---|" * len(cols) + "---|"]
     for arm in ARMS:
-        p = per[per.arm == arm].groupby(["dataset", "seen"]).psnr
         cell = lambda ds, s: "{:.2f} ± {:.2f}".format(*t_interval(per[(per.arm == arm) & (per.dataset == ds) & (per.seen == s)].psnr.values))
         sel = ", ".join(f"{k} {v:g}" for k, v in selected[arm].items() if k in ("lr", "inner_lr", "factor"))
         fv = curves[curves.arm == arm].sort_values("passes").groupby("seed").tail(1).val_psnr.mean()
         abs_lines.append(f"| {arm} | {sel}{' (grid edge)' if selected[arm]['at_grid_edge'] else ''} | {fv:.2f} | "
-                         f"{cell('CBSD68', True)} | {cell('CBSD68', False)} | {cell('Kodak24', True)} | {cell('Kodak24', False)} | "
-                         f"{secs[arm].mean():.0f} |")
+                         + " | ".join(cell(ds, seen) for ds, seen in cols) + f" | {secs[arm].mean():.0f} |")
     wall = {arm: secs[arm].mean() for arm in ARMS}
     text = ("## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(lines) +
             "\n\n## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(abs_lines) +
@@ -273,9 +276,10 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("part", choices=("sweep", "select", "final", "answer", "all"))
     ap.add_argument("--scale", choices=SCALES, default="cpu")
+    ap.add_argument("--task", choices=TASKS, default="denoise", help="denoise (CBSD68, Kodak24) or deblur (Set5, Set14)")
     ap.add_argument("--out", required=True, help="result folder (CSV, JSON, Markdown, PNG: at most 8 files)")
     ap.add_argument("--work", help="checkpoint folder (default: OUT/../study-work-<scale>, not committed)")
-    ap.add_argument("--data", help="data folder with CBSD432_jpg, CBSD68, Kodak24 (default: $DIL_DATA or ../shared/data)")
+    ap.add_argument("--data", help="data folder with CBSD432_jpg and the task's test sets (default: $DIL_DATA or ../shared/data)")
     ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=0, help="seconds for the whole command: ensembles train in round-robin "
                     "stretches and stop where the next would overrun it (the reached budget is in the curves)")
@@ -284,7 +288,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or out.parent / f"study-work-{args.scale}")
     root = Path(args.data) if args.data else data_root()
-    for d in ("CBSD432_jpg", "CBSD68", "Kodak24"):
+    for d in ("CBSD432_jpg", *TASKS[args.task]["tests"]):
         if args.part != "answer" and not (root / d).is_dir(): ap.error(f"{root / d} does not exist (--data or $DIL_DATA)")
     train, t0 = str(root / "CBSD432_jpg"), time.perf_counter()
     start = time.time()
@@ -295,18 +299,18 @@ def main(argv=None):
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if args.part in ("sweep", "all"):
-        print(f"sweep: {len(plan('sweep', sc, work, train))} runs", flush=True)
+        print(f"sweep: {len(plan('sweep', sc, work, train, task=args.task))} runs", flush=True)
         args.deadline = share(0.3)
-        execute(plan("sweep", sc, work, train), sc, args, None, out, "sweep")
+        execute(plan("sweep", sc, work, train, task=args.task), sc, args, None, out, "sweep")
     if args.part in ("select", "all"):
         chosen = select(pd.read_csv(out / "sweep_curves.csv"))
         (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected:", chosen, flush=True)
     if args.part in ("final", "all"):
-        runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()))
+        runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
         print(f"final: {len(runs)} runs", flush=True)
         args.deadline = share(0.85)
-        execute(runs, sc, args, load_tests(sc, root), out, "final")
-    if args.part in ("answer", "all"): print(answer(out))
+        execute(runs, sc, args, load_tests(sc, root, args.task), out, "final")
+    if args.part in ("answer", "all"): print(answer(out, args.task if args.part == "all" else None))
     if args.part != "answer":
         import torch
         hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() and sc["engine"] == "ensemble" else \
@@ -316,7 +320,7 @@ def main(argv=None):
                                                        commit=commit, hardware=hw, torch=torch.__version__,
                                                        seconds=round(time.perf_counter() - t0), jobs=args.jobs,
                                                        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-        meta.update(scale=args.scale, settings=sc, grids=GRIDS)
+        meta.update(scale=args.scale, task=args.task, settings=sc, grids=GRIDS)
         meta_path.write_text(json.dumps(meta, indent=1, default=str))
 
 
