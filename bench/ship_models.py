@@ -36,7 +36,7 @@ def main(argv=None):
         run = work / best["name"]
         cfg = json.loads((run / "config.json").read_text())
         shutil.copyfile(run / "model.safetensors", dest / f"{name}.safetensors")
-        table = eval_checkpoint(str(dest / f"{name}.safetensors"), data=str(Path(args.data) / "CBSD68"))
+        table = eval_checkpoint(str(dest / f"{name}.safetensors"), data=str(Path(args.data) / "CBSD68"), metrics="psnr")
         rec = read_record(dest / f"{name}.safetensors")
         card = dict(name=name, method=cfg["method"], content=cfg.get("content"), backbone=cfg["backbone"],
                     parameters=n_parameters(load_model(dest / f"{name}.safetensors")), weights=rec.get("weights"),

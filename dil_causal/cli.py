@@ -190,6 +190,11 @@ def _test_images(data: str, root: str|None) -> dict:
     if Path(data).is_file(): return {Path(data).name: read_image(data)}
     raise ValueError(f"--data {data!r} is neither 'skimage', a registered set ({', '.join(DATASETS)}), an image file nor a folder")
 
+def _model_file(checkpoint: str, name: str, command: str) -> str:
+    "The model file of --checkpoint or --name (a shipped model); exactly one of them."
+    if bool(checkpoint) == bool(name): raise ValueError(f"{command} needs --checkpoint FILE or --name NAME (-n; see `dil-causal models`)")
+    return checkpoint or str(pretrained_path(name))
+
 def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (model.safetensors); or --name
                     name: str = "", # a shipped model (see `dil-causal models`), instead of --checkpoint
                     data: str = "skimage", # "skimage", a registered benchmark set (e.g. CBSD68), an image folder or one image file
@@ -200,6 +205,7 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
                     limit: int = 0, # evaluate only the first this many images (0: all)
                     output: str|None = None, # write every measurement to this CSV file
                     plot: str|None = None, # write a plot of PSNR against the distortion degree (model and noisy input) to this PNG
+                    metrics: str = "psnr,ssim,psnr_y,ssim_y", # comma-separated metrics (SSIM takes most of the time)
                    ) -> pd.DataFrame: # mean PSNR/SSIM per degree, with the distorted input's PSNR beside
     "Evaluate a saved or shipped model on a test set under a confounder preset; print mean PSNR/SSIM per degree beside the input's."
     checkpoint = _model_file(checkpoint, name, "eval")
@@ -209,17 +215,19 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
     if limit: images = dict(list(images.items())[:limit])
     rec = read_record(checkpoint)
     label = f"{rec.get('method', 'model')} ({rec['backbone']})"
-    rows = evaluate(model, images, preset, protocol=protocol, crop_border=crop_border, dataset=data).assign(method=label)
-    noisy = evaluate(None, images, preset, protocol=protocol, crop_border=crop_border, dataset=data, progress=False).assign(method="input")
+    ms = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    rows = evaluate(model, images, preset, protocol=protocol, crop_border=crop_border, dataset=data, metrics=ms).assign(method=label)
+    noisy = evaluate(None, images, preset, protocol=protocol, crop_border=crop_border, dataset=data, progress=False,
+                     metrics=ms).assign(method="input")
     if output: Path(output).parent.mkdir(parents=True, exist_ok=True); pd.concat([rows, noisy]).to_csv(output, index=False)
     keys = ["family", "degree", "seen"]
-    table = rows.groupby(keys)[["psnr", "ssim", "psnr_y", "ssim_y"]].mean().reset_index()
-    table.insert(3, "input_psnr", noisy.groupby(keys).psnr.mean().values)
+    table = rows.groupby(keys)[list(ms)].mean().reset_index()
+    if "psnr" in ms: table.insert(3, "input_psnr", noisy.groupby(keys).psnr.mean().values)
     print(f"{checkpoint} ({rec.get('method', '?')}, {rec['backbone']}) on {data} ({len(images)} images), "
           f"preset {preset}, protocol {protocol}:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if plot:
-        _, fig = generalization_curve(pd.concat([rows, noisy]), title=f"{label} on {data}")
+        _, fig = generalization_curve(pd.concat([rows, noisy]), metric=ms[0], title=f"{label} on {data}")
         Path(plot).parent.mkdir(parents=True, exist_ok=True); fig.savefig(plot, dpi=120); plt.close(fig)
         print(f"wrote {plot}")
     return table
@@ -251,11 +259,6 @@ def restore(input: str, # an image file or a folder of images
     written = restore_cli(input, output, _model_file(checkpoint, name, "restore"), tile or None, overlap, parse_device(device))
     for p in written: print(f"wrote {p}")
     return written
-
-def _model_file(checkpoint: str, name: str, command: str) -> str:
-    "The model file of --checkpoint or --name (a shipped model); exactly one of them."
-    if bool(checkpoint) == bool(name): raise ValueError(f"{command} needs --checkpoint FILE or --name NAME (-n; see `dil-causal models`)")
-    return checkpoint or str(pretrained_path(name))
 
 def models() -> pd.DataFrame: # one row per shipped model
     "List the shipped models with their model cards' essentials (PSNR on CBSD68 per sigma)."
