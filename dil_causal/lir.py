@@ -116,6 +116,7 @@ class VGGFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor: # x: RGB in [0, 1]
         return self.features(imagenet_normalize(x))
 
+# %% ../nbs/41_lir.ipynb #a0000010
 def find_vgg19(path: str|Path|None = None, # a weights file; None: look in the torch hub cache
               ) -> Path|None:
     "The VGG-19 weights file to use: `path` (which must exist), else torchvision's file in the hub cache, else None."
@@ -147,6 +148,7 @@ def load_vgg19(path: str|Path|None = None, # a weights file (torchvision state d
     net.load_state_dict(keep)
     return net
 
+# %% ../nbs/41_lir.ipynb #a0000012
 def _instance_norm(f: Tensor, eps: float = 1e-5) -> Tensor:
     "Each channel of each image to zero mean and unit variance over space."
     mu, var = f.mean((-2, -1), keepdim=True), f.var((-2, -1), unbiased=False, keepdim=True)
@@ -348,6 +350,7 @@ def generator_update(s, m: LIR, out: dict) -> dict:
         _average_grads(s, m.D_R.parameters()); d_opt.step(); d_opt.zero_grad(set_to_none=True)
     return {"loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
 
+# %% ../nbs/41_lir.ipynb #a000000f
 def lir_step(s, # the training state (see above)
              batch: dict, # noisy (B,3,P,P), clean (B,3,P,P) from other images, idx (B,): see `UnpairedPatches`
             ) -> dict: # generator loss, passes, discriminator losses, D_R accuracy, every generator term
