@@ -5,7 +5,7 @@
 Every setting trains at Gaussian sigma 25 and at sigma 50 (one model per noise setting; "earlier, pooled" trains one
 model on sigma 25, 50 and Poisson, measured at both), 3 seeds, on CBSD432 with the same steps, batch, patch size and
 learning rate; ERM (`rrdb-tiny`, paired) is the reference. Each run is measured on 12 CBSD68 images (every fifth,
-full size) with `evaluate(..., protocol="dil")`. One JSON file per finished run under `OUT/runs/`, so that partial
+full size) with `evaluate(..., protocol="dil")`. One JSON file per finished run under `OUT/per_run/`, so that partial
 results survive; the table (`OUT/table.md`, `OUT/summary.json`) is rewritten after every run and by `--table`.
 Runs whose result file exists are skipped, so the same command continues an interrupted ablation.
 """
@@ -66,7 +66,7 @@ def run_one(job, args) -> dict:
                patch_size=args.patch_size, train_seconds=round(train_s, 1),
                psnr={int(k): round(v, 3) for k, v in df.groupby("degree").psnr.mean().items()})
     if "latent_acc" in r.history: res["latent_acc_last"] = round(float(r.history.latent_acc.tail(3).mean()), 3)
-    out = Path(args.out, "runs", slug(*job) + ".json"); out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out, "per_run", slug(*job) + ".json"); out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"{slug(*job)}: {res['psnr']} ({train_s:.0f} s)", flush=True)
     return res
@@ -86,7 +86,7 @@ def table(args) -> str:
     "The markdown table of every finished run: mean ± sd over seeds and the per-seed values, per sigma."
     import statistics as st
     noisy = noisy_reference(args)
-    rows = [json.loads(p.read_text()) for p in sorted(Path(args.out, "runs").glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(Path(args.out, "per_run").glob("*.json"))]
     lines = ["| setting | " + " | ".join(f"σ {s}: mean ± sd (per seed)" for s in SIGMAS) + " |", "|---|" + "---|" * len(SIGMAS),
              "| noisy input | " + " | ".join(f"{noisy[s]:.2f}" for s in SIGMAS) + " |"]
     summary = {"noisy_input": noisy, "settings": {}}
@@ -132,7 +132,7 @@ def main(argv=None):
         seeds = {int(s) for s in args.seeds.split(",")}
         only = set(filter(None, args.only.split(";")))
         todo = [j for j in jobs() if j[2] in seeds and (not only or j[0] in only)
-                and not Path(args.out, "runs", slug(*j) + ".json").exists()]
+                and not Path(args.out, "per_run", slug(*j) + ".json").exists()]
         print(f"{len(todo)} runs to do", flush=True)
         with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             for _ in pool.imap_unordered(_worker, [(j, args) for j in todo]): table(args)
