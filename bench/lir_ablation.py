@@ -103,7 +103,9 @@ def table(args) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     Path(args.out, "table.md").write_text(text)
-    Path(args.out, "summary.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, **summary}, indent=1))
+    path = Path(args.out, "summary.json")
+    run_args = json.loads(path.read_text())["args"] if args.table and path.exists() else vars(args)   # --table keeps the run's
+    path.write_text(json.dumps({"args": run_args, **summary}, indent=1))
     return text
 
 def _worker(job_args):
