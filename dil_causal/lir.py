@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math, warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -19,11 +19,12 @@ from .models.lir import LIR
 from .sampler import ConfounderSampler, sample_generator
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'lsgan_d_loss', 'lsgan_g_loss', 'latent_d_loss',
-           'latent_confusion_loss', 'latent_accuracy', 'code_penalty', 'gaussian_blur', 'background_loss',
-           'imagenet_normalize', 'VGGFeatures', 'find_vgg19', 'load_vgg19', 'semantic_loss', 'LIRWeights',
-           'generator_losses', 'weighted_sum', 'split_domains', 'UnpairedPatches', 'LIRSetup', 'lir_optimizers',
-           'discriminator_update', 'generator_update', 'lir_step', 'lir_setup', 'lir_data']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FILE', 'OPTION_PRESETS', 'LIR_PRESETS', 'lsgan_d_loss', 'lsgan_g_loss',
+           'latent_d_loss', 'latent_confusion_loss', 'latent_accuracy', 'code_penalty', 'gaussian_blur',
+           'background_loss', 'imagenet_normalize', 'VGGFeatures', 'find_vgg19', 'load_vgg19', 'semantic_loss',
+           'LIRWeights', 'LIROptions', 'generator_losses', 'weighted_sum', 'split_domains', 'UnpairedPatches',
+           'LIRSetup', 'lir_optimizers', 'discriminator_update', 'generator_update', 'lir_step', 'lir_setup',
+           'lir_data']
 
 # %% ../nbs/41_lir.ipynb #169e5971
 def lsgan_d_loss(real: list[Tensor], # score maps of real images, one per scale
@@ -38,24 +39,29 @@ def lsgan_g_loss(fake: list[Tensor], # score maps of generated images, one per s
     return sum(((f - 1) ** 2).mean() for f in fake)
 
 # %% ../nbs/41_lir.ipynb #9f05c99a
-def latent_d_loss(logit_x: Tensor, # (B,) D_R logits of noisy-domain codes (label 1)
-                  logit_y: Tensor, # (B,) D_R logits of clean-domain codes (label 0)
+def latent_d_loss(score_x: Tensor, # (B,) D_R outputs on noisy-domain codes (label 1)
+                  score_y: Tensor, # (B,) D_R outputs on clean-domain codes (label 0)
+                  gan: str = "bce", # "bce": outputs are logits, binary cross-entropy (mean of the domains); "lsgan": squared error (sum of the domains)
                  ) -> Tensor:
-    "Binary cross-entropy of the latent discriminator (mean over both domains' codes)."
-    return 0.5 * (F.binary_cross_entropy_with_logits(logit_x, torch.ones_like(logit_x))
-                  + F.binary_cross_entropy_with_logits(logit_y, torch.zeros_like(logit_y)))
+    "The latent discriminator's loss."
+    if gan == "lsgan": return ((score_x - 1) ** 2).mean() + (score_y ** 2).mean()
+    return 0.5 * (F.binary_cross_entropy_with_logits(score_x, torch.ones_like(score_x))
+                  + F.binary_cross_entropy_with_logits(score_y, torch.zeros_like(score_y)))
 
-def latent_confusion_loss(logit_x: Tensor, # (B,) D_R logits of noisy-domain codes
-                          logit_y: Tensor, # (B,) D_R logits of clean-domain codes
+def latent_confusion_loss(score_x: Tensor, # (B,) D_R outputs on noisy-domain codes
+                          score_y: Tensor, # (B,) D_R outputs on clean-domain codes
+                          gan: str = "bce", # as in `latent_d_loss`
                          ) -> Tensor:
-    "The encoders' latent adversarial loss: binary cross-entropy towards ½ for both domains (minimum log 2)."
+    "The encoders' latent adversarial loss: both domains towards ½ (bce: minimum log 2; lsgan: minimum 0)."
+    if gan == "lsgan": return ((score_x - 0.5) ** 2).mean() + ((score_y - 0.5) ** 2).mean()
     half = lambda t: torch.full_like(t, 0.5)
-    return 0.5 * (F.binary_cross_entropy_with_logits(logit_x, half(logit_x))
-                  + F.binary_cross_entropy_with_logits(logit_y, half(logit_y)))
+    return 0.5 * (F.binary_cross_entropy_with_logits(score_x, half(score_x))
+                  + F.binary_cross_entropy_with_logits(score_y, half(score_y)))
 
-def latent_accuracy(logit_x: Tensor, logit_y: Tensor) -> Tensor:
-    "Fraction of codes whose domain D_R gets right (noisy: logit > 0, clean: logit < 0)."
-    return torch.cat([(logit_x > 0).float(), (logit_y < 0).float()]).mean()
+def latent_accuracy(score_x: Tensor, score_y: Tensor, gan: str = "bce") -> Tensor:
+    "Fraction of codes whose domain D_R gets right (noisy: above the threshold, clean: below; logit 0, or score ½ for lsgan)."
+    t = 0.5 if gan == "lsgan" else 0.0
+    return torch.cat([(score_x > t).float(), (score_y < t).float()]).mean()
 
 # %% ../nbs/41_lir.ipynb #8fbaf264
 def code_penalty(*codes: Tensor) -> Tensor:
@@ -65,9 +71,10 @@ def code_penalty(*codes: Tensor) -> Tensor:
 # %% ../nbs/41_lir.ipynb #7caa660f
 def gaussian_blur(x: Tensor, # (B,C,H,W)
                   k: int, # odd kernel size
+                  sigma: float = 0.0, # the Gaussian's σ; 0: from k as in OpenCV
                  ) -> Tensor:
-    "Depthwise Gaussian blur with a k×k kernel (σ from k as in OpenCV), edges replicated."
-    sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
+    "Depthwise Gaussian blur with a k×k kernel, edges replicated."
+    sigma = sigma or 0.3 * ((k - 1) * 0.5 - 1) + 0.8
     t = torch.arange(k, dtype=x.dtype, device=x.device) - (k - 1) / 2
     g = torch.exp(-0.5 * (t / sigma) ** 2); g = g / g.sum()
     c = x.shape[1]
@@ -79,9 +86,10 @@ def background_loss(a: Tensor, # (B,C,H,W) e.g. the restored image
                     b: Tensor, # (B,C,H,W) e.g. its noisy input
                     kernels: tuple = (5, 9, 15), # blur kernel sizes
                     weights: tuple = (0.25, 0.5, 1.0), # their weights
+                    sigma: float = 0.0, # the blurs' σ; 0: from each kernel size (see `gaussian_blur`)
                    ) -> Tensor:
     "Weighted L1 distance between the blurred `a` and the blurred `b` at each kernel size."
-    return sum(w * F.l1_loss(gaussian_blur(a, k), gaussian_blur(b, k)) for k, w in zip(kernels, weights, strict=True))
+    return sum(w * F.l1_loss(gaussian_blur(a, k, sigma), gaussian_blur(b, k, sigma)) for k, w in zip(kernels, weights, strict=True))
 
 # %% ../nbs/41_lir.ipynb #c29b0a55
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -108,6 +116,7 @@ class VGGFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor: # x: RGB in [0, 1]
         return self.features(imagenet_normalize(x))
 
+# %% ../nbs/41_lir.ipynb #a0000010
 def find_vgg19(path: str|Path|None = None, # a weights file; None: look in the torch hub cache
               ) -> Path|None:
     "The VGG-19 weights file to use: `path` (which must exist), else torchvision's file in the hub cache, else None."
@@ -139,6 +148,7 @@ def load_vgg19(path: str|Path|None = None, # a weights file (torchvision state d
     net.load_state_dict(keep)
     return net
 
+# %% ../nbs/41_lir.ipynb #a0000012
 def _instance_norm(f: Tensor, eps: float = 1e-5) -> Tensor:
     "Each channel of each image to zero mean and unit variance over space."
     mu, var = f.mean((-2, -1), keepdim=True), f.var((-2, -1), unbiased=False, keepdim=True)
@@ -152,6 +162,14 @@ def semantic_loss(vgg: nn.Module, # `VGGFeatures` (or any feature extractor of [
     return F.mse_loss(_instance_norm(vgg(a)), _instance_norm(vgg(b)))
 
 # %% ../nbs/41_lir.ipynb #63d71df3
+def _from_dict(cls, d: dict|None, what: str):
+    "An instance of the dataclass `cls` with the entries of `d` replacing the defaults; unknown names are an error."
+    d = dict(d or {})
+    known = {f.name for f in fields(cls)}
+    bad = set(d) - known
+    if bad: raise KeyError(f"unknown {what}(s) {sorted(bad)}; known: {', '.join(sorted(known))}")
+    return cls(**d)
+
 @dataclass
 class LIRWeights:
     "Weights of LIR's generator loss terms (the public code's values)."
@@ -166,27 +184,57 @@ class LIRWeights:
     @classmethod
     def from_dict(cls, d: dict|None) -> "LIRWeights":
         "Weights with the entries of `d` replacing the defaults; unknown names are an error."
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        bad = set(d) - known
-        if bad: raise KeyError(f"unknown LIR loss weight(s) {sorted(bad)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return _from_dict(cls, d, "LIR loss weight")
 
+# %% ../nbs/41_lir.ipynb #a0000003
+@dataclass
+class LIROptions:
+    "How LIR trains, beyond its loss weights; defaults keep the package's earlier behaviour except `noise` (see above)."
+    noise: str = "single" # noisy domain: "single" (one setting per model, the paper's; the first seen confounder) or "pooled" (a uniformly drawn seen confounder per patch)
+    code_noise: float = 0.0 # σ of the Gaussian noise added to the codes before every decoding in training (never in `model(x)`); public code: 1
+    latent_gan: str = "bce" # D_R's loss: "bce" (logits) or "lsgan" (scores to 1/0; public code); the encoders aim at ½ either way
+    latent_clip: float = 0.0 # clip D_R's gradient norm to this in its own updates; 0: off; public code: 5
+    latent_d_in_g_step: bool = False # D_R also steps on the generator's latent loss (unclipped), as the public code's gen_update
+    semantic_layer: int = 27 # VGG-19 `features` layers of the semantic term: 27 ends at relu4_4, 20 at conv4_1 (public code)
+    semantic_both: bool = False # semantic term in both directions: also G_X(z_y ⊕ n_x) against y (public code)
+    cycle_codes: bool = False # the code penalty also covers the codes re-encoded in the cycle (public code)
+    blur_sigma: float = 0.0 # σ of the background term's blurs; 0: from the kernel size; public code: 25
+
+    @classmethod
+    def from_dict(cls, d: dict|None) -> "LIROptions":
+        "Options from `d`: an optional 'preset' (a name of `OPTION_PRESETS`), then its entries replacing the defaults."
+        d = dict(d or {})
+        name = d.pop("preset", None)
+        if name is not None and name not in OPTION_PRESETS:
+            raise KeyError(f"unknown LIR options preset {name!r}; known: {', '.join(OPTION_PRESETS)}")
+        o = _from_dict(cls, {**OPTION_PRESETS.get(name, {}), **d}, "LIR option")
+        if o.noise not in ("single", "pooled"): raise ValueError(f"LIROptions.noise is 'single' or 'pooled', got {o.noise!r}")
+        if o.latent_gan not in ("bce", "lsgan"): raise ValueError(f"LIROptions.latent_gan is 'bce' or 'lsgan', got {o.latent_gan!r}")
+        return o
+
+OPTION_PRESETS = {"official": dict(code_noise=1.0, latent_gan="lsgan", latent_clip=5.0, latent_d_in_g_step=True,
+                                   semantic_layer=20, semantic_both=True, cycle_codes=True, blur_sigma=25.0)}
+
+# %% ../nbs/41_lir.ipynb #a0000005
 def generator_losses(m: LIR, # the networks (unwrapped)
-                     out: dict, # `m.translate(x, y)`
-                     x: Tensor, # (B,3,P,P) noisy-domain patches
-                     y: Tensor, # (B,3,P,P) clean-domain patches
+                     out: dict, # `m.translate(x, y, ...)`: codes and images in the networks' range, inputs `x`, `y` included
                      vgg: nn.Module|None = None, # VGG features for the semantic term; None: the term is off
+                     o: LIROptions|None = None, # the options (None: the defaults)
                     ) -> dict[str, Tensor]: # one unweighted value per term of `LIRWeights`
     "Every generator loss term, unweighted."
+    o, x, y = o or LIROptions(), out["x"], out["y"]
+    codes = [out[k] for k in ("z_x", "z_y", "n_x") + (("z_x_cyc", "z_y_cyc", "n_x_cyc") if o.cycle_codes else ())]
     terms = dict(
         adv=lsgan_g_loss(m.D_Y(out["y_fake"])) + lsgan_g_loss(m.D_X(out["x_fake"])),
         recon=F.l1_loss(out["x_rec"], x) + F.l1_loss(out["y_rec"], y),
         cycle=F.l1_loss(out["x_cyc"], x) + F.l1_loss(out["y_cyc"], y),
-        code=code_penalty(out["z_x"], out["z_y"], out["n_x"]),
-        background=background_loss(out["y_fake"], x) + background_loss(out["x_fake"], y),
-        latent=latent_confusion_loss(m.D_R(out["z_x"]), m.D_R(out["z_y"])))
-    if vgg is not None: terms["semantic"] = semantic_loss(vgg, out["y_fake"], x)
+        code=code_penalty(*codes),
+        background=background_loss(out["y_fake"], x, sigma=o.blur_sigma) + background_loss(out["x_fake"], y, sigma=o.blur_sigma),
+        latent=latent_confusion_loss(m.D_R(out["z_x"]), m.D_R(out["z_y"]), o.latent_gan))
+    if vgg is not None:
+        u = m.to_unit   # VGG sees [0, 1] images
+        terms["semantic"] = semantic_loss(vgg, u(out["y_fake"]), u(x))
+        if o.semantic_both: terms["semantic"] = terms["semantic"] + semantic_loss(vgg, u(out["x_fake"]), u(y))
     return terms
 
 def weighted_sum(terms: dict[str, Tensor], w: LIRWeights) -> Tensor:
@@ -233,7 +281,8 @@ class LIRSetup:
     "LIR's settings that the step function needs beside the trainer's state."
     weights: LIRWeights # the generator terms' weights
     vgg: nn.Module|None = None # VGG features of the semantic term; None: the term is off
-    latent_d_steps: int = 3 # latent-discriminator updates per generator update
+    latent_d_steps: int = 3 # separate latent-discriminator updates per step (the first together with D_X, D_Y)
+    options: LIROptions = field(default_factory=LIROptions) # the formulation's options
 
 def lir_optimizers(m: LIR, # the networks
                    lr: float = 1e-4, # learning rate of the generator and of D_X, D_Y (D_R gets half)
@@ -253,57 +302,68 @@ def _average_grads(s, params):
     for p in params:
         if p.grad is not None: p.grad = s.accelerator.reduce(p.grad, "mean")
 
-def discriminator_update(s, m: LIR, out: dict, x: Tensor, y: Tensor) -> dict:
+def _code_noise_generator(s, device: torch.device) -> torch.Generator:
+    "The generator of one step's code noise, seeded by (seed, step, process): a resumed run draws the same noise."
+    return torch.Generator(device=device).manual_seed((s.cfg.seed * 1_000_003 + s.step) * 64 + s.accelerator.process_index)
+
+# %% ../nbs/41_lir.ipynb #a0000006
+def discriminator_update(s, m: LIR, out: dict) -> dict:
     "One update of D_X, D_Y and D_R on detached translations and codes, then `latent_d_steps - 1` more of D_R alone."
+    o, d_opt = s.parts["lir"].options, s.parts["d_opt"]
     zx, zy = out["z_x"].detach(), out["z_y"].detach()
+    def step(loss, params):
+        d_opt.zero_grad(set_to_none=True)   # D_X, D_Y get no gradient in D_R's own updates: Adam leaves them alone
+        s.accelerator.backward(loss)
+        _average_grads(s, params)
+        if o.latent_clip: s.accelerator.clip_grad_norm_(m.D_R.parameters(), o.latent_clip)   # D_R only, as the public code
+        d_opt.step()
     with s.accelerator.autocast():
-        img = (lsgan_d_loss(m.D_Y(y), m.D_Y(out["y_fake"].detach()))
-               + lsgan_d_loss(m.D_X(x), m.D_X(out["x_fake"].detach())))
-        lat = latent_d_loss(m.D_R(zx), m.D_R(zy))
-    s.parts["d_opt"].zero_grad(set_to_none=True)
-    s.accelerator.backward(img + lat)
-    _average_grads(s, m.discriminator_parameters())
-    s.parts["d_opt"].step()
+        img = (lsgan_d_loss(m.D_Y(out["y"]), m.D_Y(out["y_fake"].detach()))
+               + lsgan_d_loss(m.D_X(out["x"]), m.D_X(out["x_fake"].detach())))
+        lat = latent_d_loss(m.D_R(zx), m.D_R(zy), o.latent_gan)
+    step(img + lat, m.discriminator_parameters())
     for _ in range(s.parts["lir"].latent_d_steps - 1):
-        s.parts["d_opt"].zero_grad(set_to_none=True)   # D_X, D_Y have no gradient now: Adam leaves them alone
-        with s.accelerator.autocast(): lat = latent_d_loss(m.D_R(zx), m.D_R(zy))
-        s.accelerator.backward(lat)
-        _average_grads(s, m.D_R.parameters())
-        s.parts["d_opt"].step()
-    s.parts["d_opt"].zero_grad(set_to_none=True)
-    with torch.no_grad(), s.accelerator.autocast(): acc = latent_accuracy(m.D_R(zx), m.D_R(zy))  # codes may be bf16
+        with s.accelerator.autocast(): lat = latent_d_loss(m.D_R(zx), m.D_R(zy), o.latent_gan)
+        step(lat, m.D_R.parameters())
+    d_opt.zero_grad(set_to_none=True)
+    with torch.no_grad(), s.accelerator.autocast(): acc = latent_accuracy(m.D_R(zx), m.D_R(zy), o.latent_gan)  # codes may be bf16
     return {"d_loss": img.detach(), "latent_d_loss": lat.detach(), "latent_acc": acc}
 
-def generator_update(s, m: LIR, out: dict, x: Tensor, y: Tensor) -> dict:
-    "One update of the encoders and decoders on the weighted generator terms, the discriminators frozen."
-    d_params = m.discriminator_parameters()
-    for p in d_params: p.requires_grad_(False)
+def generator_update(s, m: LIR, out: dict) -> dict:
+    "One update of the encoders and decoders on the weighted generator terms, the discriminators frozen (D_R not, if `latent_d_in_g_step`)."
+    setup, d_opt = s.parts["lir"], s.parts["d_opt"]
+    frozen = [p for n in ("D_X", "D_Y") + (() if setup.options.latent_d_in_g_step else ("D_R",)) for p in getattr(m, n).parameters()]
+    for p in frozen: p.requires_grad_(False)
     try:
         with s.accelerator.autocast():
-            terms = generator_losses(m, out, x, y, s.parts["lir"].vgg)
-            loss = weighted_sum(terms, s.parts["lir"].weights)
-        s.opt.zero_grad(set_to_none=True)
+            terms = generator_losses(m, out, setup.vgg, setup.options)
+            loss = weighted_sum(terms, setup.weights)
+        s.opt.zero_grad(set_to_none=True); d_opt.zero_grad(set_to_none=True)
         s.accelerator.backward(loss)
     finally:
-        for p in d_params: p.requires_grad_(True)
+        for p in frozen: p.requires_grad_(True)
     params = m.generator_parameters()
     _average_grads(s, params)
     if s.cfg.grad_clip: s.accelerator.clip_grad_norm_(params, s.cfg.grad_clip)
-    s.opt.step()
-    s.opt.zero_grad(set_to_none=True)
+    s.opt.step(); s.opt.zero_grad(set_to_none=True)
+    if setup.options.latent_d_in_g_step:   # the public code's gen_update also steps D_R's optimiser, on this loss (towards ½)
+        _average_grads(s, m.D_R.parameters()); d_opt.step(); d_opt.zero_grad(set_to_none=True)
     return {"loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
 
+# %% ../nbs/41_lir.ipynb #a000000f
 def lir_step(s, # the training state (see above)
              batch: dict, # noisy (B,3,P,P), clean (B,3,P,P) from other images, idx (B,): see `UnpairedPatches`
             ) -> dict: # generator loss, passes, discriminator losses, D_R accuracy, every generator term
-    "One LIR step: translate, update the discriminators on the detached translations, then the generator."
-    m = s.accelerator.unwrap_model(s.model)
+    "One LIR step: translate (codes noised if `code_noise`), update the discriminators on the detached translations, then the generator."
+    m, o = s.accelerator.unwrap_model(s.model), s.parts["lir"].options
     x, y = batch["noisy"], batch["clean"]
-    with s.accelerator.autocast(): out = m.translate(x, y)
-    logs = discriminator_update(s, m, out, x, y)
-    logs.update(generator_update(s, m, out, x, y))
+    g = _code_noise_generator(s, x.device) if o.code_noise else None
+    with s.accelerator.autocast(): out = m.translate(x, y, o.code_noise, g)
+    logs = discriminator_update(s, m, out)
+    logs.update(generator_update(s, m, out))
     return logs
 
+# %% ../nbs/41_lir.ipynb #a0000007
 def lir_setup(cfg, # the run's `TrainConfig`
               model: LIR, # the networks
               device: torch.device, # where training runs
@@ -312,10 +372,10 @@ def lir_setup(cfg, # the run's `TrainConfig`
     if not isinstance(model, LIR):
         raise ValueError(f"method 'lir' trains LIR's own networks: pick an LIR backbone ('lir' or 'lir-tiny'), not {cfg.backbone!r}")
     opt, d_opt = lir_optimizers(model, cfg.lr, cfg.lir_betas, cfg.weight_decay)
-    weights = LIRWeights.from_dict(cfg.lir_weights)
-    vgg = load_vgg19(cfg.vgg_weights) if weights.semantic else None  # None (with a warning): no semantic term
-    return {"opt": opt, "d_opt": d_opt, "lir": LIRSetup(weights, vgg.to(device) if vgg is not None else None,
-                                                        cfg.latent_d_steps), "scheduled": ("opt", "d_opt")}
+    weights, options = LIRWeights.from_dict(cfg.lir_weights), LIROptions.from_dict(cfg.lir)
+    vgg = load_vgg19(cfg.vgg_weights, options.semantic_layer) if weights.semantic else None  # None (with a warning): no semantic term
+    return {"opt": opt, "d_opt": d_opt, "scheduled": ("opt", "d_opt"),
+            "lir": LIRSetup(weights, vgg.to(device) if vgg is not None else None, cfg.latent_d_steps, options)}
 
 def lir_data(cfg, # the run's `TrainConfig`
              images: dict, # name -> (3,H,W) clean images, split into the unpaired domains
@@ -323,6 +383,23 @@ def lir_data(cfg, # the run's `TrainConfig`
              n_items: int, # items of the whole run
              draws: tuple = (), # unused: LIR reads the unpaired pair
             ) -> UnpairedPatches:
-    "LIR's data for `fit`: unpaired patches, the noisy domain under a uniformly drawn confounder, seeded per sample."
-    distort = lambda patch, i: sampler.pooled(patch[None], sample_generator(cfg.seed, i, 1))[0]
+    "LIR's data for `fit`: unpaired patches, the noisy domain under one confounder (`noise='single'`) or pooled, seeded per sample."
+    if LIROptions.from_dict(cfg.lir).noise == "pooled":
+        distort = lambda patch, i: sampler.pooled(patch[None], sample_generator(cfg.seed, i, 1))[0]
+    else:
+        if len(sampler) > 1:
+            warnings.warn(f"LIR trains one noise setting per model: the noisy domain is {sampler.seen[0].name} only, not all "
+                          f"{len(sampler)} seen confounders (lir={{'noise': 'pooled'}} pools them)", stacklevel=2)
+        one = sampler.seen[0].distortion()
+        distort = lambda patch, i: one(patch[None], sample_generator(cfg.seed, i, 1))[0]
     return UnpairedPatches(images, cfg.patch_size, n_items, seed=cfg.seed, distort=distort, augment=cfg.augment)
+
+# %% ../nbs/41_lir.ipynb #a000000a
+_OFFICIAL_NETS = dict(norm="bn", act="relu", out_act="tanh", d_layers=4)
+_OFFICIAL = dict(method="lir", confounders=[["gaussian_noise", 25, True]], batch_size=16, lr=1e-4, lir_betas=(0.0, 0.9),
+                 weight_decay=1e-4, latent_d_steps=4, schedule="step", milestones=(1 / 3, 2 / 3), gamma=0.5,
+                 lir={"preset": "official"})
+LIR_PRESETS = {
+    "lir-official": dict(_OFFICIAL, backbone="lir", backbone_kwargs=dict(_OFFICIAL_NETS, nz=256), patch_size=64, steps=300_000),
+    "lir-official-cpu": dict(_OFFICIAL, backbone="lir-tiny", backbone_kwargs=dict(_OFFICIAL_NETS, nz=32), patch_size=32, steps=3000),
+}

@@ -67,6 +67,7 @@ class TrainConfig:
     alpha: float = 1e-2 # step of the SGD virtual update (Eq. 3/5): second-order variants, and inner_optimizer="sgd"
     vmap: bool = True # dil_ss: vectorise the n per-confounder meta-gradients with torch.func.vmap (False: a loop; n times less memory, used automatically when vmap runs out of memory)
     lir_weights: dict = field(default_factory=dict) # lir: overrides of `dil_causal.lir.LIRWeights`, e.g. {"background": 2}
+    lir: dict = field(default_factory=dict) # lir: overrides of `dil_causal.lir.LIROptions`, optionally from a preset, e.g. {"preset": "official", "code_noise": 0.5}
     vgg_weights: str|None = None # lir: VGG-19 weights for the semantic term; None: torch hub cache if there, else the term is off
     latent_d_steps: int = 3 # lir: latent-discriminator updates per generator update
     lir_betas: tuple = (0.0, 0.9) # lir: betas of the generator's and the discriminators' Adam (D_R at half of `lr`)

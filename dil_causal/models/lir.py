@@ -8,20 +8,35 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator', 'MultiScaleDiscriminator', 'LatentDiscriminator', 'LIR']
+__all__ = ['NORMS', 'ACTS', 'OUT_ACTS', 'conv_block', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
+           'MultiScaleDiscriminator', 'LatentDiscriminator', 'LIR']
 
 # %% ../../nbs/33_models.lir.ipynb #eadd6f6f
-def _act(): return nn.LeakyReLU(0.2, inplace=True)
+NORMS, ACTS, OUT_ACTS = ("none", "bn"), ("lrelu", "relu"), ("sigmoid", "tanh")
+
+def _act(kind: str = "lrelu") -> nn.Module:
+    "The activation `kind`: 'lrelu' (LeakyReLU, slope 0.2) or 'relu' (the public code's)."
+    return nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.2, inplace=True)
+
+def _norm(kind: str, c: int) -> list[nn.Module]:
+    "The normalisation `kind` of `c` channels as a list of layers: none, or BatchNorm ('bn', the public code's)."
+    return [nn.BatchNorm2d(c)] if kind == "bn" else []
+
+def conv_block(cin: int, cout: int, k: int, stride: int, pad: int, norm: str = "none", act: str = "lrelu") -> list[nn.Module]:
+    "A k×k convolution, its normalisation, its activation."
+    return [nn.Conv2d(cin, cout, k, stride, pad), *_norm(norm, cout), _act(act)]
 
 class ResBlock(nn.Module):
-    "Two 3×3 convolutions with a skip connection."
-    def __init__(self, c: int): # channels
+    "Two 3×3 convolutions (each normalised, the first activated) with a skip connection."
+    def __init__(self, c: int, norm: str = "none", act: str = "lrelu"): # channels, normalisation, activation
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), _act(), nn.Conv2d(c, c, 3, 1, 1))
+        self.body = nn.Sequential(*conv_block(c, c, 3, 1, 1, norm, act), nn.Conv2d(c, c, 3, 1, 1), *_norm(norm, c))
     def forward(self, x): return x + self.body(x)
 
+# %% ../../nbs/33_models.lir.ipynb #b2c3d4e5
 class Encoder(nn.Module):
     "7×7 conv, `n_down` strided 4×4 convs doubling the width, `n_res` residual blocks, then a 1×1 conv to `out_ch` channels."
     def __init__(self,
@@ -30,29 +45,34 @@ class Encoder(nn.Module):
                  n_res: int = 4, # residual blocks at the code's resolution
                  out_ch: int|None = None, # channels of the code (default nf * 2**n_down)
                  in_ch: int = 3, # input channels
+                 norm: str = "none", # "none" or "bn" (BatchNorm after every convolution but the last, the public code's)
+                 act: str = "lrelu", # "lrelu" or "relu" (the public code's)
                 ):
         super().__init__()
-        layers, c = [nn.Conv2d(in_ch, nf, 7, 1, 3), _act()], nf
-        for _ in range(n_down): layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), _act()]; c *= 2
-        layers += [ResBlock(c) for _ in range(n_res)]
+        layers, c = conv_block(in_ch, nf, 7, 1, 3, norm, act), nf
+        for _ in range(n_down): layers += conv_block(c, 2 * c, 4, 2, 1, norm, act); c *= 2
+        layers += [ResBlock(c, norm, act) for _ in range(n_res)]
         self.out_ch = out_ch or c
         layers.append(nn.Conv2d(c, self.out_ch, 1))
         self.body = nn.Sequential(*layers)
     def forward(self, x): return self.body(x)
 
 class Decoder(nn.Module):
-    "1×1 conv from `in_ch`, `n_res` residual blocks, `n_up` (nearest ×2, 5×5 conv halving the width), 7×7 conv, sigmoid."
+    "1×1 conv from `in_ch`, `n_res` residual blocks, `n_up` (nearest ×2, 5×5 conv halving the width), 7×7 conv, `out_act`."
     def __init__(self,
                  in_ch: int, # channels of the code
                  c: int, # width at the code's resolution
                  n_up: int = 2, # upsamplings (match the encoder's n_down)
                  n_res: int = 4, # residual blocks
                  out_ch: int = 3, # image channels
+                 norm: str = "none", # normalisation of the residual blocks: "none" or "bn" (the public code's)
+                 act: str = "lrelu", # "lrelu" or "relu"
+                 out_act: str = "sigmoid", # "sigmoid": output in [0, 1]; "tanh": output in [-1, 1] (the public code's)
                 ):
         super().__init__()
-        layers = [nn.Conv2d(in_ch, c, 1), _act()] + [ResBlock(c) for _ in range(n_res)]
-        for _ in range(n_up): layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 5, 1, 2), _act()]; c //= 2
-        layers += [nn.Conv2d(c, out_ch, 7, 1, 3), nn.Sigmoid()]   # output in [0, 1], the range of the data
+        layers = [nn.Conv2d(in_ch, c, 1), _act(act)] + [ResBlock(c, norm, act) for _ in range(n_res)]
+        for _ in range(n_up): layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 5, 1, 2), _act(act)]; c //= 2
+        layers += [nn.Conv2d(c, out_ch, 7, 1, 3), nn.Tanh() if out_act == "tanh" else nn.Sigmoid()]
         self.body = nn.Sequential(*layers)
     def forward(self, z): return self.body(z)
 
@@ -96,21 +116,26 @@ class LIR(nn.Module):
                  nf: int = 64, # encoders' first width; the content code has nf * 2**n_down channels
                  n_down: int = 2, # downsamplings: the codes are at H / 2**n_down
                  n_res: int = 4, # residual blocks of each content encoder and decoder
-                 nz: int = 8, # channels of the noise code
+                 nz: int = 8, # channels of the noise code (the public code's: as many as the content code, 256)
                  nf_noise: int = 32, # noise encoder's first width (it has one residual block)
                  nd: int = 64, # image discriminators' first width
-                 d_layers: int = 3, # strided convolutions per image discriminator
+                 d_layers: int = 3, # strided convolutions per image discriminator (the public code's: 4)
                  d_scales: int = 3, # scales of the multi-scale image discriminators
                  nd_latent: int = 256, # latent discriminator's width
+                 norm: str = "none", # encoders' and residual blocks' normalisation: "none" or "bn" (the public code's)
+                 act: str = "lrelu", # encoders' and decoders' activation: "lrelu" or "relu" (the public code's)
+                 out_act: str = "sigmoid", # "sigmoid": the networks see images in [0, 1]; "tanh": in [-1, 1] (the public code's decoders)
                 ):
         super().__init__()
-        self.n_down = n_down
-        self.E_X = Encoder(nf, n_down, n_res)
-        self.E_Y = Encoder(nf, n_down, n_res)
+        for v, ok in ((norm, NORMS), (act, ACTS), (out_act, OUT_ACTS)):
+            if v not in ok: raise ValueError(f"LIR: {v!r} is not one of {ok}")
+        self.n_down, self.symmetric = n_down, out_act == "tanh"
+        kw = dict(norm=norm, act=act)
+        self.E_X, self.E_Y = Encoder(nf, n_down, n_res, **kw), Encoder(nf, n_down, n_res, **kw)
         c = self.E_X.out_ch
-        self.E_XN = Encoder(nf_noise, n_down, 1, out_ch=nz)
-        self.G_X = Decoder(c + nz, c, n_down, n_res)
-        self.G_Y = Decoder(c, c, n_down, n_res)
+        self.E_XN = Encoder(nf_noise, n_down, 1, out_ch=nz, **kw)
+        self.G_X = Decoder(c + nz, c, n_down, n_res, out_act=out_act, **kw)
+        self.G_Y = Decoder(c, c, n_down, n_res, out_act=out_act, **kw)
         self.D_X = MultiScaleDiscriminator(nd, d_layers, d_scales)
         self.D_Y = MultiScaleDiscriminator(nd, d_layers, d_scales)
         self.D_R = LatentDiscriminator(c, nd_latent)
@@ -122,23 +147,34 @@ class LIR(nn.Module):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         "Parameters of D_X, D_Y and D_R (the discriminator optimiser's)."
         return [p for n in self.DISCRIMINATORS for p in getattr(self, n).parameters()]
+    def to_model(self, x: Tensor) -> Tensor: return 2 * x - 1 if self.symmetric else x   # [0, 1] -> the networks' range
+    def to_unit(self, t: Tensor) -> Tensor: return (t + 1) / 2 if self.symmetric else t  # the networks' range -> [0, 1]
 
     def forward(self, x: Tensor) -> Tensor: # (B,3,H,W) restored, in [0, 1]
-        "Restore: G_Y(E_X(x)), any size (edge-replicated to a multiple of 2**n_down, then cropped back)."
+        "Restore: G_Y(E_X(x)), any size (edge-replicated to a multiple of 2**n_down, then cropped back); never noised."
         h, w = x.shape[-2:]
         m = 2 ** self.n_down
         ph, pw = -h % m, -w % m
         if ph or pw: x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return self.G_Y(self.E_X(x))[..., :h, :w]
+        return self.to_unit(self.G_Y(self.E_X(self.to_model(x))))[..., :h, :w]
 
-    def translate(self,
-                  x: Tensor, # (B,3,P,P) noisy-domain patches, P a multiple of 2**n_down
-                  y: Tensor, # (B,3,P,P) clean-domain patches (other images)
-                 ) -> dict[str, Tensor]:
-        "Every code and image the generator losses need (see the table above)."
-        z_x, n_x, z_y = self.E_X(x), self.E_XN(x), self.E_Y(y)
-        y_fake, x_fake = self.G_Y(z_x), self.G_X(torch.cat([z_y, n_x], 1))
-        return dict(z_x=z_x, n_x=n_x, z_y=z_y, y_fake=y_fake, x_fake=x_fake,
-                    x_rec=self.G_X(torch.cat([z_x, n_x], 1)), y_rec=self.G_Y(z_y),
-                    x_cyc=self.G_X(torch.cat([self.E_Y(y_fake), self.E_XN(x_fake)], 1)),
-                    y_cyc=self.G_Y(self.E_X(x_fake)))
+# %% ../../nbs/33_models.lir.ipynb #e5f6a7b8
+@patch
+def translate(self: LIR,
+              x: Tensor, # (B,3,P,P) noisy-domain patches in [0, 1], P a multiple of 2**n_down
+              y: Tensor, # (B,3,P,P) clean-domain patches in [0, 1] (other images)
+              code_noise: float = 0.0, # σ of the Gaussian noise on the codes before each decoding (training only; 0: none)
+              generator: torch.Generator|None = None, # source of the code noise
+              ) -> dict[str, Tensor]:
+    "Every code and image of one training step, in the networks' range (see above)."
+    x, y = self.to_model(x), self.to_model(y)
+    z_x, n_x, z_y = self.E_X(x), self.E_XN(x), self.E_Y(y)
+    noisy = lambda z: z + code_noise * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) if code_noise else z
+    eps_x, eps_y = noisy(torch.zeros_like(torch.cat([z_x, n_x], 1))), noisy(torch.zeros_like(z_x))
+    G_X = lambda z, n: self.G_X(torch.cat([z, n], 1) + eps_x)
+    G_Y = lambda z: self.G_Y(z + eps_y)
+    y_fake, x_fake = G_Y(z_x), G_X(z_y, n_x)
+    z_y_cyc, n_x_cyc, z_x_cyc = self.E_Y(y_fake), self.E_XN(x_fake), self.E_X(x_fake)
+    return dict(x=x, y=y, z_x=z_x, n_x=n_x, z_y=z_y, y_fake=y_fake, x_fake=x_fake,
+               x_rec=G_X(z_x, n_x), y_rec=G_Y(z_y), z_y_cyc=z_y_cyc, n_x_cyc=n_x_cyc, z_x_cyc=z_x_cyc,
+               x_cyc=G_X(z_y_cyc, n_x_cyc), y_cyc=G_Y(z_x_cyc))
