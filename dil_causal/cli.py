@@ -78,7 +78,7 @@ def _demo_summary(table: pd.DataFrame, # `comparison_table` of input, ERM and DI
         "  Open the tutorials with `make lab`."])
 
 def demo(output: str = "runs/demo", # folder for checkpoints, the results CSV and the plot
-         steps: int = 1000, # DIL_sf outer steps; ERM gets the same number of forward/backward passes
+         steps: int = 1500, # DIL_sf outer steps; ERM gets the same number of forward/backward passes
          backbone: str = "dncnn-tiny", # backbone preset (see dil_causal.models.BACKBONES)
          patch_size: int = 32, # training patch size
          batch_size: int = 8, # training batch size
