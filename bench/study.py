@@ -35,7 +35,7 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse, json, math, os, platform, random, subprocess, sys, time
+import argparse, json, math, os, platform, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -94,20 +94,17 @@ def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None
     return runs
 
 
+def _generalization():
+    "bench/generalization.py, whose test-set and training-folder helpers the study shares."
+    sys.path.insert(0, str(Path(__file__).parent))
+    import generalization
+    return generalization
+
+
 def load_tests(sc: dict, root: Path, task: str = "denoise") -> dict:
-    "The task's test sets: 12 seeded centre crops of each (random.Random(0) over the sorted names, as bench/generalization.py)."
-    from dil_causal.data import image_files, read_image
-    out = {}
-    for name in TASKS[task]["tests"]:
-        files = image_files(root / name)
-        if sc["eval_images"] < len(files): files = sorted(random.Random(0).sample(files, sc["eval_images"]))
-        imgs = {}
-        for f in files:
-            img, c = read_image(f), sc["eval_crop"]
-            h, w = img.shape[-2:]; t, l = max(0, (h - c) // 2), max(0, (w - c) // 2)
-            imgs[f.name] = img[:, t:t + c, l:l + c].contiguous()
-        out[name] = imgs
-    return out
+    "The task's test sets, as bench/generalization.py reads them: seeded subsamples (12 images), centre-cropped."
+    return {name: _generalization().load_test_set(root / name, sc["eval_images"], sc["eval_crop"])
+            for name in TASKS[task]["tests"]}
 
 
 def summarize(run: dict, history: pd.DataFrame, scores: pd.DataFrame|None, seconds: float) -> dict:
@@ -294,8 +291,7 @@ def main(argv=None):
     start = time.time()
     share = lambda f: start + f * args.time_limit if args.time_limit else 0  # the sweep gets 30 %, the finals up to 85 %
     if sc.get("train_images"):  # the smoke scale trains on a seeded subsample (links in the work folder)
-        sys.path.insert(0, str(Path(__file__).parent)); from generalization import train_folder
-        work.mkdir(parents=True, exist_ok=True); train = train_folder(train, sc["train_images"], work)
+        work.mkdir(parents=True, exist_ok=True); train = _generalization().train_folder(train, sc["train_images"], work)
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if args.part in ("sweep", "all"):
