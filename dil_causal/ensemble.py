@@ -344,7 +344,7 @@ def fit_many(configs: list, # the members: `TrainConfig`s (or dicts of their fie
                    disable=not progress)
         for batches in bar:
             batch = {k: v.to(accelerator.device) for k, v in stack_batches(list(batches)).items()}
-            lrs = [c.lr * lr_factor(c)(e.step) for c in cfgs]  # the rate of this step, as `fit` logs it
+            lrs = (e.opt.lr * e.factors()).tolist()  # each member's rate in this step, as `fit` logs it
             losses = step_fn(e, batch)
             e.step += 1
             _update_ema(e)
