@@ -15,11 +15,14 @@ batch per level, the public code's). Grids (ours, log steps of about 3x, wide en
 inside): ERM lr in {1e-4, 3e-4, 1e-3, 3e-3, 1e-2}; DIL_sf inner lr in {1e-4, 3e-4, 1e-3, 3e-3} x meta-rate factor in
 {1 (the public code's pairing: meta = inner), 4 (= n, "unthrottled")}. Every method gets
 the same budget in forward/backward passes. EMA decay is set per method so that its horizon is the same number of
-passes (300 at CPU scale, 2,000 at GPU scale): decay = 1 - passes_per_step / horizon. All of these are our settings, not the public code's
+passes (300 at CPU scale, 2,000 at GPU scale): decay = 1 - passes_per_step / horizon, ramped up from the start as
+fit's ema_warmup does (min(decay, (1 + t) / (10 + t)) at update t), so that the average forgets the random initial
+weights. All of these are our settings, not the public code's
 (which trains 110k outer steps of a 16.6 M RRDB at 1e-4 and selects nothing).
 
 Scales:
-  cpu   rrdb-tiny, patch 32, batch 8, 1,200 passes per run (EMA horizon 300 passes); --task denoise (sigma 5-20 seen,
+  cpu   rrdb-tiny, patch 32, batch 8, 1,200 passes per sweep run and 3,600 per final run (EMA horizon 300 passes;
+        --final-passes to change); --task denoise (sigma 5-20 seen,
         30/40/50 unseen; 12 seeded 192-px centre crops of CBSD68 and Kodak24) or deblur (blur sigma 1-4 seen, 4.2-5.0
         unseen; Set5 and Set14 centre-cropped); trained run by run (--engine process, --jobs 2): on these 2-core
         machines the vectorised ensemble measured slower than single runs (bench/README.md).
@@ -47,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"denoise": dict(preset="denoise", tests=("CBSD68", "Kodak24"), seen="σ 5–20", unseen="σ 30–50"),
          "deblur": dict(preset="deblur", tests=("Set5", "Set14"), seen="blur σ 1–4", unseen="blur σ 4.2–5.0")}
 SCALES = {
-    "cpu": dict(backbone="rrdb-tiny", patch=32, batch=8, sweep_passes=1200, final_passes=1200, val_points=6,
+    "cpu": dict(backbone="rrdb-tiny", patch=32, batch=8, sweep_passes=1200, final_passes=3600, val_points=12,
                 ema_passes=300, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="process", bf16=False),
     "gpu": dict(backbone="rrdb-small", patch=32, batch=8, sweep_passes=5000, final_passes=30000, val_points=10,
                 ema_passes=2000, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="ensemble", bf16=True),
@@ -91,6 +94,7 @@ def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None
                 name = f"{part}-{arm.replace(' ', '_')}-{tag}-s{seed}"
                 runs.append(dict(part=part, arm=arm, rates=rates, seed=seed, name=name,
                                  cfg=run_config(arm, rates, seed, passes, sc, work, train, name, task)))
+    if part == "final": runs.sort(key=lambda r: r["seed"])  # arms interleaved: each meets the same machine load
     return runs
 
 
@@ -112,7 +116,8 @@ def summarize(run: dict, history: pd.DataFrame, scores: pd.DataFrame|None, secon
     base = dict(part=run["part"], arm=run["arm"], seed=run["seed"], name=run["name"], train_seconds=round(seconds, 1),
                 **{k: run["rates"].get(k, np.nan) for k in ("lr", "inner_lr", "factor")})
     pps = N_SEEN if ARMS[run["arm"]][0] == "dil_sf" else 1
-    curve = [dict(base, passes=int(r.step) * pps, val_psnr=r.val_psnr) for r in history.dropna(subset=["val_psnr"]).itertuples()]
+    curve = [dict(base, passes=int(r.step) * pps, seconds=round(r.seconds, 1), val_psnr=r.val_psnr)
+             for r in history.dropna(subset=["val_psnr"]).itertuples()]
     tests = [] if scores is None else [dict(base, dataset=d, degree=g, seen=bool(seen), psnr=p)
                                        for (d, g, seen), p in scores.groupby(["dataset", "degree", "seen"]).psnr.mean().items()]
     return dict(curve=curve, tests=tests)
@@ -247,13 +252,67 @@ def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd
         fv = curves[curves.arm == arm].sort_values("passes").groupby("seed").tail(1).val_psnr.mean()
         abs_lines.append(f"| {arm} | {sel}{' (grid edge)' if selected[arm]['at_grid_edge'] else ''} | {fv:.2f} | "
                          + " | ".join(cell(ds, seen) for ds, seen in cols) + f" | {secs[arm].mean():.0f} |")
-    wall = {arm: secs[arm].mean() for arm in ARMS}
     text = ("## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(lines) +
             "\n\n## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(abs_lines) +
-            "\n\nEqual wall time: per run, " + ", ".join(f"{a} {w:.0f} s" for a, w in wall.items()) +
-            " of training at equal passes" + (" (within 15 % of each other, so equal passes is also about equal wall time)"
-                                              if max(wall.values()) < 1.15 * min(wall.values()) else "") + ".\n")
+            "\n\n" + flattening_text(out, curves) + "\n\n" + wall_time_text(curves, per) + "\n")
     return text, curves, per
+
+
+def flattening(out: Path, curves: pd.DataFrame, tol: float = 0.1) -> pd.DataFrame:
+    "Per arm (means over seeds): the final seen-degree validation PSNR, its gain over the last third of the final"
+    " budget, the first pass count from which it stays within `tol` dB of its final value, and what the final budget"
+    " gained over the sweep's shorter one at the same rate (seed 0)."
+    rows = []
+    sweep = pd.read_csv(out / "sweep_curves.csv") if (out / "sweep_curves.csv").exists() else None
+    selected = json.loads((out / "selected.json").read_text())
+    for arm, g in curves.groupby("arm", sort=False):
+        by_pass = g.groupby("passes").val_psnr.mean().sort_index()
+        final, budget = by_pass.iloc[-1], by_pass.index[-1]
+        within = by_pass[(by_pass - final).abs().iloc[::-1].cummax().iloc[::-1] <= tol]
+        row = dict(arm=arm, budget=int(budget), final_val=final,
+                   last_third=final - by_pass[by_pass.index <= budget * 2 / 3].iloc[-1],
+                   flat_from=int(within.index[0]))
+        if sweep is not None:
+            keys = {k: v for k, v in selected[arm].items() if k in ("lr", "inner_lr", "factor")}
+            s = sweep[(sweep.arm == arm) & np.logical_and.reduce([np.isclose(sweep[k], v) for k, v in keys.items()])]
+            short = s.sort_values("passes").iloc[-1] if len(s) else None
+            if short is not None and short.passes < budget:
+                row.update(sweep_budget=int(short.passes), budget_gain=final - short.val_psnr)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def flattening_text(out: Path, curves: pd.DataFrame) -> str:
+    "The flattening table as markdown."
+    f = flattening(out, curves)
+    longer = "budget_gain" in f
+    lines = ["## Has validation flattened? (seen degrees, mean over seeds)", "",
+             "| arm | final budget (passes) | final val PSNR | gain over the last third | within 0.1 dB of final from (passes) |"
+             + (" gain of the final budget over the sweep's |" if longer else ""),
+             "|---|---|---|---|---|" + ("---|" if longer else "")]
+    for r in f.itertuples():
+        lines.append(f"| {r.arm} | {r.budget:,} | {r.final_val:.2f} | {r.last_third:+.2f} dB | {r.flat_from:,} |"
+                     + (f" {r.budget_gain:+.2f} dB ({r.sweep_budget:,} → {r.budget:,} passes, seed 0 vs seeds' mean) |" if longer else ""))
+    return "\n".join(lines)
+
+
+def wall_time_text(curves: pd.DataFrame, per: pd.DataFrame) -> str:
+    "Equal wall time: each arm's training seconds per pass (runs interleaved by seed, so under the same load), and"
+    " what that means for the equal-pass answer."
+    last = curves.sort_values("passes").groupby("name").tail(1)
+    rate = (last.seconds / last.passes).groupby(last.arm).mean() * 1000  # ms per pass
+    erm = rate["ERM"]
+    parts = []
+    for arm in [a for a in ARMS if a != "ERM" and a in rate]:
+        r = rate[arm] / erm
+        if r >= 1:
+            parts.append(f"{arm} took {r:.2f}× ERM's time per pass, so at equal wall time it would have had {1 / r:.0%} of "
+                         "its passes: the equal-pass difference above is an upper bound on its difference at equal time")
+        else:
+            parts.append(f"{arm} took {r:.2f}× ERM's time per pass, so at equal wall time it could have run "
+                         f"{1 / r:.2f}× its passes; what more passes are worth is bounded by the flattening table")
+    return ("## Equal wall time\n\nTraining time per pass (mean over seeds; final runs interleaved by seed, so every arm "
+            "met the same machine load): " + ", ".join(f"{a} {v:.1f} ms" for a, v in rate.items()) + ". " + "; ".join(parts) + ".")
 
 
 def plot(curves: pd.DataFrame, per: pd.DataFrame, path: Path):
@@ -277,11 +336,13 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="result folder (CSV, JSON, Markdown, PNG: at most 8 files)")
     ap.add_argument("--work", help="checkpoint folder (default: OUT/../study-work-<scale>, not committed)")
     ap.add_argument("--data", help="data folder with CBSD432_jpg and the task's test sets (default: $DIL_DATA or ../shared/data)")
+    ap.add_argument("--final-passes", type=int, help="passes per final run (default: the scale's)")
     ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=0, help="seconds for the whole command: ensembles train in round-robin "
                     "stretches and stop where the next would overrun it (the reached budget is in the curves)")
     args = ap.parse_args(argv)
-    sc, out = SCALES[args.scale], Path(args.out)
+    sc, out = dict(SCALES[args.scale]), Path(args.out)
+    if args.final_passes: sc["final_passes"] = args.final_passes
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or out.parent / f"study-work-{args.scale}")
     root = Path(args.data) if args.data else data_root()

@@ -26,7 +26,7 @@ from .evaluate import METRICS, PROTOCOLS
 from .models import atomic_write, build, run_folder, save_model
 from .sampler import Confounder, ConfounderSampler, get_preset
 from .train import (CHECKPOINT, METHODS, History, TrainConfig, TrainState, _due, _keep_best, _save,
-                              counterfactual_views, lr_factor, resume_from, split_validation)
+                              counterfactual_views, ema_decay_at, lr_factor, resume_from, split_validation)
 
 # %% auto #0
 __all__ = ['ENSEMBLE_STEPS', 'StackedAdam', 'member_grads', 'clip_members', 'Ensemble', 'ensemble_erm_step',
@@ -190,7 +190,7 @@ def evaluate_members(net: nn.Module, # the backbone (its own parameters are not 
 # %% ../nbs/42_ensemble.ipynb #b98dfc95
 _SHARED = ("method", "backbone", "backbone_kwargs", "confounders", "data", "val", "val_every", "val_crop", "patch_size",
            "batch_size", "steps", "grad_clip", "inner_optimizer", "inner_betas", "augment", "mixed_precision", "cpu",
-           "log_every", "ckpt_every", "ema_decay", "log_with")
+           "log_every", "ckpt_every", "ema_decay", "ema_warmup", "log_with")
 
 def check_members(cfgs: list[TrainConfig], # the members' configurations
                  ) -> str: # their method
@@ -216,10 +216,10 @@ def _stack(members: list[TrainState], accelerator: Accelerator) -> Ensemble:
     return Ensemble(net, theta, opt, cfgs, [s.order_generator for s in members], accelerator.autocast, phi, inner, ema=ema)
 
 def _update_ema(e: Ensemble):
-    "AveragedModel's EMA on the stacked weights: a copy at the first step, then a lerp by 1 - decay."
+    "The members' EMA on the stacked weights, as `fit`'s: a copy at the first step, then a lerp by 1 - ema_decay_at."
     if e.ema is None: return
     with torch.no_grad():
-        for k, v in e.ema.items(): v.copy_(e.theta[k]) if e.step == 1 else v.lerp_(e.theta[k], 1 - e.cfgs[0].ema_decay)
+        for k, v in e.ema.items(): v.copy_(e.theta[k]) if e.step == 1 else v.lerp_(e.theta[k], 1 - ema_decay_at(e.cfgs[0], e.step - 1))
 
 def _member_psnr(e: Ensemble, images: dict, sampler: ConfounderSampler) -> list[float]:
     "Each member's mean PSNR on the validation images at the seen degrees only."

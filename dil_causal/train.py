@@ -18,7 +18,7 @@ from accelerate.utils import gather_object, set_seed
 from torch import nn, Tensor
 from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 from torch.optim.lr_scheduler import LambdaLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
@@ -31,10 +31,11 @@ from .lir import lir_data, lir_setup, lir_step
 
 # %% auto #0
 __all__ = ['METHODS', 'CHECKPOINT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'lr_factor', 'distort_item', 'DistortedPatches',
-           'paired_patches', 'distort_batch', 'counterfactual_views', 'TrainState', 'adam_setup', 'erm_step',
-           'reptile_setup', 'dil_sf_step', 'dil_pf_step', 'virtual_update', 'ss_meta_objective', 'ps_meta_objective',
-           'meta_gradient', 'dil_ss_step', 'dil_ps_step', 'second_order_setup', 'Method', 'split_validation',
-           'validate', 'save_checkpoint', 'load_checkpoint', 'resume_from', 'History', 'FitResult', 'fit']
+           'paired_patches', 'distort_batch', 'counterfactual_views', 'ema_decay_at', 'ema_avg_fn', 'TrainState',
+           'adam_setup', 'erm_step', 'reptile_setup', 'dil_sf_step', 'dil_pf_step', 'virtual_update',
+           'ss_meta_objective', 'ps_meta_objective', 'meta_gradient', 'dil_ss_step', 'dil_ps_step',
+           'second_order_setup', 'Method', 'split_validation', 'validate', 'save_checkpoint', 'load_checkpoint',
+           'resume_from', 'History', 'FitResult', 'fit']
 
 # %% ../nbs/40_train.ipynb #38fa7a2f
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     warmup: int = 0 # linear warm-up of the scheduled rates over this many outer steps (0: none)
     schedule_inner: bool = False # the schedule also moves the first-order variants' inner rate (the public code's moves theta's only)
     ema_decay: float = 0.0 # exponential moving average of theta's weights (BasicSR's ema_decay, e.g. 0.999); 0: off
+    ema_warmup: bool = True # ramp the EMA's decay up as min(ema_decay, (1 + t) / (10 + t)) at its t-th update, so that it forgets the random start; False: constant (BasicSR's)
     grad_clip: float = 0.0 # clip the (meta-)gradient norm of theta to this value; 0 turns clipping off
     inner_optimizer: str = "adam" # first-order variants' inner optimiser: "adam" (reference loop) or "sgd" (Eq. 3)
     inner_lr: float = 1e-4 # learning rate of the inner Adam
@@ -211,6 +213,19 @@ def counterfactual_views(batch: dict, # a batch with `views` (B,n,3,P,P) [and `v
     targets = batch["view_clean"].transpose(0, 1) if "view_clean" in batch else batch["clean"].expand_as(views)
     return views, targets.contiguous()
 
+# %% ../nbs/40_train.ipynb #30d3b325
+def ema_decay_at(cfg: TrainConfig, # the run's configuration (`ema_decay`, `ema_warmup`)
+                 t: int, # updates of the average before this one (after the initial copy: 1, 2, ...)
+                ) -> float: # the decay of this update
+    "The EMA's decay at its `t`-th update: `ema_decay`, ramped up as min(ema_decay, (1 + t) / (10 + t)) when `ema_warmup`."
+    return min(cfg.ema_decay, (1 + t) / (10 + t)) if cfg.ema_warmup else cfg.ema_decay
+
+def ema_avg_fn(cfg: TrainConfig) -> Callable:
+    "`AveragedModel`'s `multi_avg_fn` for the run's EMA: each averaged tensor moves to theta's by 1 - ema_decay_at(cfg, t)."
+    def average(averaged: list, current: list, t: Tensor):
+        torch._foreach_lerp_(averaged, current, 1 - ema_decay_at(cfg, int(t)))
+    return average
+
 # %% ../nbs/40_train.ipynb #cce4e481
 @dataclass
 class TrainState:
@@ -232,7 +247,7 @@ class TrainState:
         factor = lr_factor(self.cfg)
         self.schedulers = {k: LambdaLR(self.parts[k], factor) for k in self.parts.get("scheduled", ("opt",))}
         if self.cfg.ema_decay:
-            self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
+            self.ema = AveragedModel(self.net, multi_avg_fn=ema_avg_fn(self.cfg), use_buffers=True)
 
     @property
     def opt(self) -> torch.optim.Optimizer: return self.parts["opt"]
