@@ -345,4 +345,4 @@ def model_card(name: str, # a name from `pretrained_names()`
 def pretrained(name: str, # a name from `pretrained_names()`, e.g. "dil_sf-denoise-tiny"
               ) -> nn.Module:
     "The shipped model `name`, loaded through the safe checkpoint path, in eval mode."
-    return load_model(pretrained_path(name))
+    return load_model(pretrained_path(name)).eval()
