@@ -349,6 +349,8 @@ def main(argv=None):
     for d in ("CBSD432_jpg", *TASKS[args.task]["tests"]):
         if args.part != "answer" and not (root / d).is_dir(): ap.error(f"{root / d} does not exist (--data or $DIL_DATA)")
     train, t0 = str(root / "CBSD432_jpg"), time.perf_counter()
+    # the commit the runs start from (read now: the tree may change while they train)
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     start = time.time()
     share = lambda f: start + f * args.time_limit if args.time_limit else 0  # the sweep gets 30 %, the finals up to 85 %
     if sc.get("train_images"):  # the smoke scale trains on a seeded subsample (links in the work folder)
@@ -372,7 +374,6 @@ def main(argv=None):
         import torch
         hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() and sc["engine"] == "ensemble" else \
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         meta.setdefault("parts", {})[args.part] = dict(command="python bench/study.py " + " ".join(argv or sys.argv[1:]),
                                                        commit=commit, hardware=hw, torch=torch.__version__,
                                                        seconds=round(time.perf_counter() - t0), jobs=args.jobs,
