@@ -32,3 +32,26 @@ def test_gpu_protocol_in_smoke_mode(tmp_path, shared_data):
     assert "| DIL_sf shared | CBSD68 | unseen σ 30–50 |" in text and "| DIL_sf independent | Kodak24 | seen σ 5–20 |" in text
     meta = json.loads((out / "meta.json").read_text())
     assert meta["scale"] == "smoke" and meta["parts"]["all"]["commit"] and meta["settings"]["engine"] == "ensemble"
+
+
+def test_flattening_and_wall_time_tables(tmp_path):
+    "The flattening table reads a curve's plateau and the gain of the longer final budget over the sweep's; the"
+    " wall-time text turns training seconds into time per pass and says which way equal time would tip."
+    sys.path.insert(0, str(ROOT / "bench"))
+    import study
+    passes = [600, 1200, 1800, 2400, 3000, 3600]
+    erm = [20.0, 25.0, 27.0, 27.95, 28.0, 28.02]       # within 0.1 dB of 28.02 from 2,400 passes
+    dil = [18.0, 20.0, 22.0, 24.0, 26.0, 28.0]         # still rising
+    rows = [dict(part="final", arm=arm, seed=s, name=f"{arm}-{s}", passes=p, seconds=p * ms / 1000, val_psnr=v + 0.01 * s)
+            for arm, curve, ms in (("ERM", erm, 10.0), ("DIL_sf shared", dil, 20.0)) for s in (1, 2) for p, v in zip(passes, curve)]
+    curves = pd.DataFrame(rows)
+    sweep = pd.DataFrame([dict(arm="ERM", lr=3e-3, inner_lr=float("nan"), factor=float("nan"), passes=1200, val_psnr=26.0),
+                          dict(arm="DIL_sf shared", lr=float("nan"), inner_lr=3e-4, factor=4.0, passes=1200, val_psnr=21.0)])
+    sweep.to_csv(tmp_path / "sweep_curves.csv", index=False)
+    (tmp_path / "selected.json").write_text(json.dumps({"ERM": {"lr": 3e-3}, "DIL_sf shared": {"inner_lr": 3e-4, "factor": 4}}))
+    f = study.flattening(tmp_path, curves).set_index("arm")
+    assert f.loc["ERM", "flat_from"] == 2400 and f.loc["DIL_sf shared", "flat_from"] == 3600
+    assert abs(f.loc["ERM", "last_third"] - (28.035 - 27.965)) < 1e-9 and abs(f.loc["DIL_sf shared", "last_third"] - 4.0) < 1e-9
+    assert abs(f.loc["ERM", "budget_gain"] - 2.035) < 1e-9 and f.loc["ERM", "sweep_budget"] == 1200
+    text = study.wall_time_text(curves, None)
+    assert "ERM 10.0 ms" in text and "DIL_sf shared 20.0 ms" in text and "2.00× ERM's time per pass" in text and "upper bound" in text
