@@ -12,7 +12,7 @@ Protocol (one command per part, or `all`):
 
 Methods: ERM; DIL_sf with content "shared" (one clean batch under every noise level) and "independent" (a fresh clean
 batch per level, the public code's). Grids (ours, log steps of about 3x, wide enough that every method's best lies
-inside): ERM lr in {1e-4, 3e-4, 1e-3, 3e-3, 1e-2}; DIL_sf inner lr in {1e-4, 3e-4, 1e-3, 3e-3} x meta-rate factor in
+inside): ERM lr in {1e-4, 3e-4, 1e-3, 3e-3, 1e-2}; DIL_sf inner lr in {1e-4, 3e-4, 1e-3, 3e-3, 1e-2} x meta-rate factor in
 {1 (the public code's pairing: meta = inner), 4 (= n, "unthrottled")}. Every method gets
 the same budget in forward/backward passes. EMA decay is set per method so that its horizon is the same number of
 passes (300 at CPU scale, 2,000 at GPU scale): decay = 1 - passes_per_step / horizon, ramped up from the start as
@@ -58,7 +58,7 @@ SCALES = {
                   ema_passes=8, eval_images=1, eval_crop=48, seeds=(1, 2), engine="ensemble", bf16=False, train_images=40),
 }
 GRIDS = {"erm": [dict(lr=r) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)],
-         "dil_sf": [dict(inner_lr=r, factor=f) for r in (1e-4, 3e-4, 1e-3, 3e-3) for f in (1, 4)]}
+         "dil_sf": [dict(inner_lr=r, factor=f) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for f in (1, 4)]}
 ARMS = {"ERM": ("erm", None), "DIL_sf shared": ("dil_sf", "shared"), "DIL_sf independent": ("dil_sf", "independent")}
 N_SEEN = 4  # seen degrees of both tasks' presets: DIL_sf makes 4 passes per outer step
 

@@ -21,7 +21,7 @@ def test_gpu_protocol_in_smoke_mode(tmp_path, shared_data):
                      "sweep_curves.csv"] and len(files) <= 8
     sweep, selected = pd.read_csv(out / "sweep_curves.csv"), json.loads((out / "selected.json").read_text())
     assert set(sweep.arm) == set(selected) == {"ERM", "DIL_sf shared", "DIL_sf independent"}
-    assert sweep.groupby("arm").name.nunique().to_dict() == {"ERM": 5, "DIL_sf shared": 8, "DIL_sf independent": 8}
+    assert sweep.groupby("arm").name.nunique().to_dict() == {"ERM": 5, "DIL_sf shared": 10, "DIL_sf independent": 10}
     assert "dataset" not in sweep                                  # the sweep measured validation only, no test image
     last = sweep.sort_values("passes").groupby("name").tail(1)
     for arm, rates in selected.items():                            # the selected rate is the best final validation
