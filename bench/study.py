@@ -5,6 +5,9 @@ Protocol (one command per part, or `all`):
           so often at the SEEN degrees on held-out training images (a fixed 5 % of CBSD432, never a test image);
   select  per method, the rate with the best final seen-degree validation PSNR (`selected.json`); never an unseen
           degree or a test image;
+  refine  when the final budget is longer than the sweep's: the sweep's 3 best settings per method again at the final
+          budget (seed 0), and the selection made there (a rate that is best over a short run can diverge over a
+          long one: DIL_sf independent's sweep pick, inner 3e-3 x 4, did in 2 of 3 seeds at 3,600 passes);
   final   the selected configurations again with fresh seeds (1..5), their validation curves, and the test sets at
           every degree, seen and unseen;
   answer  DIL - ERM (both tuned) per dataset on unseen and on seen degrees, paired by seed: mean, 95 % t-interval and
@@ -54,12 +57,13 @@ SCALES = {
                 ema_passes=300, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="process", bf16=False),
     "gpu": dict(backbone="rrdb-small", patch=32, batch=8, sweep_passes=5000, final_passes=30000, val_points=10,
                 ema_passes=2000, eval_images=12, eval_crop=192, seeds=(1, 2, 3, 4, 5), engine="ensemble", bf16=True),
-    "smoke": dict(backbone="rrdb-tiny", patch=16, batch=2, sweep_passes=16, final_passes=16, val_points=2,
+    "smoke": dict(backbone="rrdb-tiny", patch=16, batch=2, sweep_passes=16, final_passes=24, val_points=2,
                   ema_passes=8, eval_images=1, eval_crop=48, seeds=(1, 2), engine="ensemble", bf16=False, train_images=40),
 }
 GRIDS = {"erm": [dict(lr=r) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)],
          "dil_sf": [dict(inner_lr=r, factor=f) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for f in (1, 4)]}
 ARMS = {"ERM": ("erm", None), "DIL_sf shared": ("dil_sf", "shared"), "DIL_sf independent": ("dil_sf", "independent")}
+REFINE_TOP = 3  # settings per method that the refine stage trains at the final budget
 N_SEEN = 4  # seen degrees of both tasks' presets: DIL_sf makes 4 passes per outer step
 
 
@@ -85,8 +89,9 @@ def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None
     "The runs of a part: (arm, rates, seed, config) dicts."
     runs = []
     for arm, (method, _) in ARMS.items():
-        grid = GRIDS[method] if part == "sweep" else [{k: v for k, v in selected[arm].items() if k in ("lr", "inner_lr", "factor")}]
-        seeds = (0,) if part == "sweep" else sc["seeds"]
+        grid = {"sweep": lambda: GRIDS[method], "refine": lambda: selected[arm]["candidates"],
+                "final": lambda: [rates_of(selected[arm])]}[part]()
+        seeds = sc["seeds"] if part == "final" else (0,)
         passes = sc["sweep_passes"] if part == "sweep" else sc["final_passes"]
         for rates in grid:
             for seed in seeds:
@@ -130,7 +135,8 @@ def train_one(run: dict, threads: int, tests: dict|None) -> dict:
     from dil_causal.train import fit
     t0 = time.perf_counter()
     r = fit(resume=True, **run["cfg"])
-    seconds = time.perf_counter() - t0
+    # the training loop's own clock (a finished run found on disk keeps the time it took)
+    seconds = float(r.history.seconds.iloc[-1]) if len(r.history) else time.perf_counter() - t0
     scores = None
     if tests:
         scores = pd.concat([evaluate(r.model, imgs, run["cfg"]["confounders"], protocol="dil", dataset=d, metrics=("psnr",), progress=False)
@@ -187,17 +193,26 @@ def execute(runs: list[dict], sc: dict, args, tests: dict|None, out: Path, part:
     return pd.DataFrame(curves), pd.DataFrame(scores)
 
 
-def select(curves: pd.DataFrame) -> dict:
-    "Per arm, the rates with the best FINAL seen-degree validation PSNR of the sweep (ties: the smaller rate)."
+def rates_of(row) -> dict:
+    "The rate settings of a run (a selected.json entry or a curves row)."
+    return {k: float(row[k]) for k in ("lr", "inner_lr", "factor") if k in row and not pd.isna(row[k])}
+
+
+def select(curves: pd.DataFrame, grid_curves: pd.DataFrame|None = None, candidates: int = 0) -> dict:
+    "Per arm, the rates with the best FINAL seen-degree validation PSNR of `curves` (ties: the smaller rate); whether"
+    " it lies at the edge of the full grid (`grid_curves`, default `curves`); with `candidates`, the best that many"
+    " settings too (the refine stage trains them at the final budget)."
     last = curves.sort_values("passes").groupby("name").tail(1)
+    grid_last = last if grid_curves is None else grid_curves.sort_values("passes").groupby("name").tail(1)
     chosen = {}
     for arm, g in last.groupby("arm"):
-        best = g.sort_values(["val_psnr", "lr", "inner_lr"], ascending=[False, True, True]).iloc[0]
-        chosen[arm] = {k: float(best[k]) for k in ("lr", "inner_lr", "factor") if not pd.isna(best[k])}
-        chosen[arm]["val_psnr"] = float(best.val_psnr)
-        grid = sorted(g.lr.dropna().unique()) if arm == "ERM" else sorted(g.inner_lr.dropna().unique())
-        edge = (best.lr if arm == "ERM" else best.inner_lr) in (grid[0], grid[-1])
-        chosen[arm]["at_grid_edge"] = bool(edge)
+        ranked = g.sort_values(["val_psnr", "lr", "inner_lr"], ascending=[False, True, True])
+        best = ranked.iloc[0]
+        chosen[arm] = dict(rates_of(best), val_psnr=float(best.val_psnr), budget=int(best.passes))
+        q = grid_last[grid_last.arm == arm]
+        grid = sorted(q.lr.dropna().unique()) if arm == "ERM" else sorted(q.inner_lr.dropna().unique())
+        chosen[arm]["at_grid_edge"] = bool((best.lr if arm == "ERM" else best.inner_lr) in (grid[0], grid[-1]))
+        if candidates: chosen[arm]["candidates"] = [rates_of(r) for _, r in ranked.head(candidates).iterrows()]
     return chosen
 
 
@@ -243,7 +258,8 @@ def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd
             m, h = t_interval(d.values)
             lines.append(f"| {arm} | {ds} | {degrees(seen)} | {m:+.2f} ± {h:.2f} | " + ", ".join(f"{v:+.2f}" for v in d.values) + " |")
     cols = [(ds, seen) for ds in task["tests"] for seen in (True, False)]
-    abs_lines = ["| arm | selected rates (seed-0 sweep) | final val PSNR (dB) | " +
+    picked_at = max(int(v.get("budget", 0)) for v in selected.values())
+    abs_lines = [f"| arm | selected rates (seed 0, validation at {picked_at:,} passes) | final val PSNR (dB) | " +
                  " | ".join(f"{ds} {'seen' if seen else 'unseen'}" for ds, seen in cols) + " | train s/run |",
                  "|---|---|---|" + "---|" * len(cols) + "---|"]
     for arm in ARMS:
@@ -330,7 +346,7 @@ def plot(curves: pd.DataFrame, per: pd.DataFrame, path: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("sweep", "select", "final", "answer", "all"))
+    ap.add_argument("part", choices=("sweep", "select", "refine", "final", "answer", "all"))
     ap.add_argument("--scale", choices=SCALES, default="cpu")
     ap.add_argument("--task", choices=TASKS, default="denoise", help="denoise (CBSD68, Kodak24) or deblur (Set5, Set14)")
     ap.add_argument("--out", required=True, help="result folder (CSV, JSON, Markdown, PNG: at most 8 files)")
@@ -352,18 +368,31 @@ def main(argv=None):
     # the commit the runs start from (read now: the tree may change while they train)
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     start = time.time()
-    share = lambda f: start + f * args.time_limit if args.time_limit else 0  # the sweep gets 30 %, the finals up to 85 %
+    share = lambda f: start + f * args.time_limit if args.time_limit else 0  # sweep to 25 %, refine to 50 %, finals to 85 %
     if sc.get("train_images"):  # the smoke scale trains on a seeded subsample (links in the work folder)
         work.mkdir(parents=True, exist_ok=True); train = _generalization().train_folder(train, sc["train_images"], work)
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if args.part in ("sweep", "all"):
         print(f"sweep: {len(plan('sweep', sc, work, train, task=args.task))} runs", flush=True)
-        args.deadline = share(0.3)
+        args.deadline = share(0.25)
         execute(plan("sweep", sc, work, train, task=args.task), sc, args, None, out, "sweep")
+    # two stages when the final budget is longer than the sweep's: the sweep's best REFINE_TOP settings per method are
+    # trained again at the final budget (seed 0) and the selection is made there, so that a rate that is best over a
+    # short run but unstable over a long one is not carried into the finals
+    refine = sc["final_passes"] > sc["sweep_passes"]
     if args.part in ("select", "all"):
-        chosen = select(pd.read_csv(out / "sweep_curves.csv"))
-        (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected:", chosen, flush=True)
+        chosen = select(pd.read_csv(out / "sweep_curves.csv"), candidates=REFINE_TOP if refine else 0)
+        (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected (sweep):", chosen, flush=True)
+    if args.part in ("refine", "all") and refine:
+        sweep_pick = json.loads((out / "selected.json").read_text())
+        runs = plan("refine", sc, work, train, sweep_pick, args.task)
+        print(f"refine: {len(runs)} runs at {sc['final_passes']:,} passes", flush=True)
+        args.deadline = share(0.5)
+        execute(runs, sc, args, None, out, "refine")
+        chosen = select(pd.read_csv(out / "refine_curves.csv"), pd.read_csv(out / "sweep_curves.csv"))
+        for arm in chosen: chosen[arm].update(sweep_pick=sweep_pick[arm], candidates=sweep_pick[arm]["candidates"])
+        (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected (final budget):", chosen, flush=True)
     if args.part in ("final", "all"):
         runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
         print(f"final: {len(runs)} runs", flush=True)

@@ -17,15 +17,21 @@ def test_gpu_protocol_in_smoke_mode(tmp_path, shared_data):
              "--work", str(tmp_path / "work"), "--time-limit", "600"], env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["answer.md", "curves.png", "final_curves.csv", "final_tests.csv", "meta.json", "selected.json",
-                     "sweep_curves.csv"] and len(files) <= 8
+    assert files == ["answer.md", "curves.png", "final_curves.csv", "final_tests.csv", "meta.json", "refine_curves.csv",
+                     "selected.json", "sweep_curves.csv"] and len(files) <= 8
     sweep, selected = pd.read_csv(out / "sweep_curves.csv"), json.loads((out / "selected.json").read_text())
     assert set(sweep.arm) == set(selected) == {"ERM", "DIL_sf shared", "DIL_sf independent"}
     assert sweep.groupby("arm").name.nunique().to_dict() == {"ERM": 5, "DIL_sf shared": 10, "DIL_sf independent": 10}
     assert "dataset" not in sweep                                  # the sweep measured validation only, no test image
     last = sweep.sort_values("passes").groupby("name").tail(1)
-    for arm, rates in selected.items():                            # the selected rate is the best final validation
-        assert rates["val_psnr"] == last[last.arm == arm].val_psnr.max()
+    refine = pd.read_csv(out / "refine_curves.csv")                 # the sweep's 3 best per arm, at the final budget
+    assert refine.groupby("arm").name.nunique().to_dict() == {"ERM": 3, "DIL_sf shared": 3, "DIL_sf independent": 3}
+    assert "dataset" not in refine and refine.passes.max() == 24 and sweep.passes.max() == 16
+    refine_last = refine.sort_values("passes").groupby("name").tail(1)
+    for arm, rates in selected.items():
+        top3 = last[last.arm == arm].val_psnr.nlargest(3)            # the candidates are the sweep's best three ...
+        assert rates["sweep_pick"]["val_psnr"] == top3.iloc[0] and len(rates["candidates"]) == 3
+        assert rates["val_psnr"] == refine_last[refine_last.arm == arm].val_psnr.max()  # ... the pick the best at 24
     tests = pd.read_csv(out / "final_tests.csv")
     assert set(tests.seed) == {1, 2} and sorted(tests.degree.unique()) == [5, 10, 15, 20, 30, 40, 50]
     text = (out / "answer.md").read_text()
