@@ -10,6 +10,7 @@ Protocol (one command per part, or `all`):
           long one: DIL_sf independent's sweep pick, inner 3e-3 x 4, did in 2 of 3 seeds at 3,600 passes);
   final   the selected configurations again with fresh seeds (1..5), their validation curves, and the test sets at
           every degree, seen and unseen;
+  best    (process engine) each final run's best seen-validation checkpoint on the test sets as well;
   answer  DIL - ERM (both tuned) per dataset on unseen and on seen degrees, paired by seed: mean, 95 % t-interval and
           every seed's value, at equal passes and at equal wall time (`answer.md`, `curves.png`).
 
@@ -198,6 +199,26 @@ def rates_of(row) -> dict:
     return {k: float(row[k]) for k in ("lr", "inner_lr", "factor") if k in row and not pd.isna(row[k])}
 
 
+def evaluate_best(runs: list[dict], tests: dict, out: Path):
+    "Each final run's best seen-validation checkpoint (model_best.safetensors) on the test sets, appended to"
+    " final_tests.csv as weights=\"best\" rows (the end-of-training rows are weights=\"final\")."
+    import torch
+    from dil_causal.evaluate import evaluate
+    from dil_causal.models import load_model, read_record
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    rows = []
+    for run in runs:
+        path = Path(run["cfg"]["output_dir"]) / "model_best.safetensors"
+        net, rec = load_model(path).eval(), read_record(path)
+        scores = pd.concat([evaluate(net, imgs, run["cfg"]["confounders"], protocol="dil", dataset=d, metrics=("psnr",), progress=False)
+                            for d, imgs in tests.items()])
+        pps = N_SEEN if ARMS[run["arm"]][0] == "dil_sf" else 1
+        rows += [dict(r, weights="best", best_passes=int(rec["best"]["step"]) * pps) for r in summarize(run, pd.DataFrame(columns=["step", "seconds", "val_psnr"]), scores, 0)["tests"]]
+    old = pd.read_csv(out / "final_tests.csv")
+    if "weights" in old: old = old[old.weights.fillna("final") != "best"]
+    pd.concat([old.assign(weights="final"), pd.DataFrame(rows)]).to_csv(out / "final_tests.csv", index=False)
+
+
 def select(curves: pd.DataFrame, grid_curves: pd.DataFrame|None = None, candidates: int = 0) -> dict:
     "Per arm, the rates with the best FINAL seen-degree validation PSNR of `curves` (ties: the smaller rate); whether"
     " it lies at the edge of the full grid (`grid_curves`, default `curves`); with `candidates`, the best that many"
@@ -232,9 +253,17 @@ def answer(out: Path, task: str|None = None) -> str:
     return text
 
 
-def gains(out: Path) -> pd.DataFrame:
-    "DIL arm - tuned ERM per dataset and seen/unseen, paired by seed: one row per (arm, dataset, seen, seed)."
+def read_tests(out: Path, weights: str = "final") -> pd.DataFrame:
+    "The final runs' test rows for `weights`: \"final\" (the weights at the end of training) or \"best\" (each run's"
+    " best seen-degree validation checkpoint, from the `best` part)."
     tests = pd.read_csv(out / "final_tests.csv")
+    if "weights" not in tests: tests["weights"] = "final"
+    return tests[tests.weights.fillna("final") == weights]
+
+
+def gains(out: Path, weights: str = "final") -> pd.DataFrame:
+    "DIL arm - tuned ERM per dataset and seen/unseen, paired by seed: one row per (arm, dataset, seen, seed)."
+    tests = read_tests(out, weights)
     per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
     erm = per[per.arm == "ERM"].set_index(["seed", "dataset", "seen"]).psnr
     dil = per[per.arm != "ERM"].set_index(["seed", "dataset", "seen"])
@@ -243,20 +272,13 @@ def gains(out: Path) -> pd.DataFrame:
 
 def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     "The answer tables as markdown, with the validation curves and the per-seed test PSNR behind them."
-    tests, curves = pd.read_csv(out / "final_tests.csv"), pd.read_csv(out / "final_curves.csv")
+    tests, curves = read_tests(out), pd.read_csv(out / "final_curves.csv")
     selected = json.loads((out / "selected.json").read_text())
     meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
     task = TASKS[task or meta.get("task", "denoise")]
     per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
     secs = tests.groupby(["arm", "seed"]).train_seconds.first()
-    degrees = lambda seen: f"seen {task['seen']}" if seen else f"unseen {task['unseen']}"
-    lines = ["| DIL arm − tuned ERM | dataset | degrees | mean ± 95 % CI (dB) | per seed |", "|---|---|---|---|---|"]
-    for arm in [a for a in ARMS if a != "ERM"]:
-        for (ds, seen), g in per[per.arm == arm].groupby(["dataset", "seen"]):
-            e = per[(per.arm == "ERM") & (per.dataset == ds) & (per.seen == seen)].set_index("seed").psnr
-            d = (g.set_index("seed").psnr - e).dropna()
-            m, h = t_interval(d.values)
-            lines.append(f"| {arm} | {ds} | {degrees(seen)} | {m:+.2f} ± {h:.2f} | " + ", ".join(f"{v:+.2f}" for v in d.values) + " |")
+    lines = paired_table(per, task)
     cols = [(ds, seen) for ds in task["tests"] for seen in (True, False)]
     picked_at = max(int(v.get("budget", 0)) for v in selected.values())
     abs_lines = [f"| arm | selected rates (seed 0, validation at {picked_at:,} passes) | final val PSNR (dB) | " +
@@ -270,8 +292,32 @@ def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd
                          + " | ".join(cell(ds, seen) for ds, seen in cols) + f" | {secs[arm].mean():.0f} |")
     text = ("## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(lines) +
             "\n\n## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(abs_lines) +
-            "\n\n" + flattening_text(out, curves) + "\n\n" + wall_time_text(curves, per) + "\n")
+            "\n\n" + flattening_text(out, curves) + "\n\n" + best_checkpoint_text(out, task) + wall_time_text(curves, per) + "\n")
     return text, curves, per
+
+
+def paired_table(per: pd.DataFrame, task: dict) -> list[str]:
+    "Markdown rows: DIL arm - ERM per dataset, seen and unseen, paired by seed (mean, 95 % interval, every seed)."
+    degrees = lambda seen: f"seen {task['seen']}" if seen else f"unseen {task['unseen']}"
+    lines = ["| DIL arm − tuned ERM | dataset | degrees | mean ± 95 % CI (dB) | per seed |", "|---|---|---|---|---|"]
+    for arm in [a for a in ARMS if a != "ERM"]:
+        for (ds, seen), g in per[per.arm == arm].groupby(["dataset", "seen"]):
+            e = per[(per.arm == "ERM") & (per.dataset == ds) & (per.seen == seen)].set_index("seed").psnr
+            d = (g.set_index("seed").psnr - e).dropna()
+            m, h = t_interval(d.values)
+            lines.append(f"| {arm} | {ds} | {degrees(seen)} | {m:+.2f} ± {h:.2f} | " + ", ".join(f"{v:+.2f}" for v in d.values) + " |")
+    return lines
+
+
+def best_checkpoint_text(out: Path, task: dict) -> str:
+    "The paired table again with each run's best seen-degree validation checkpoint (when the `best` part has run)."
+    best = read_tests(out, "best")
+    if best.empty: return ""
+    per = best.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
+    at = best.groupby("arm").best_passes.agg(["min", "max"])
+    return ("## DIL − tuned ERM with each run's best-validated checkpoint\n\nEarly stopping on the seen-degree validation "
+            "(never a test image or an unseen degree): each final run's `model_best.safetensors`, taken at " +
+            ", ".join(f"{a} {r['min']:,}–{r['max']:,}" for a, r in at.iterrows()) + " passes.\n\n" + "\n".join(paired_table(per, task)) + "\n\n")
 
 
 def flattening(out: Path, curves: pd.DataFrame, tol: float = 0.1) -> pd.DataFrame:
@@ -346,7 +392,7 @@ def plot(curves: pd.DataFrame, per: pd.DataFrame, path: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("sweep", "select", "refine", "final", "answer", "all"))
+    ap.add_argument("part", choices=("sweep", "select", "refine", "final", "best", "answer", "all"))
     ap.add_argument("--scale", choices=SCALES, default="cpu")
     ap.add_argument("--task", choices=TASKS, default="denoise", help="denoise (CBSD68, Kodak24) or deblur (Set5, Set14)")
     ap.add_argument("--out", required=True, help="result folder (CSV, JSON, Markdown, PNG: at most 8 files)")
@@ -398,7 +444,11 @@ def main(argv=None):
         print(f"final: {len(runs)} runs", flush=True)
         args.deadline = share(0.85)
         execute(runs, sc, args, load_tests(sc, root, args.task), out, "final")
-    if args.part in ("answer", "all"): print(answer(out, args.task if args.part == "all" else None))
+    if args.part in ("best", "all") and sc["engine"] == "process":
+        runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
+        print(f"best: evaluating the best-validated checkpoints of {len(runs)} final runs", flush=True)
+        evaluate_best(runs, load_tests(sc, root, args.task), out)
+    if args.part in ("answer", "all", "best"): print(answer(out, args.task if args.part in ("all", "best") else None))
     if args.part != "answer":
         import torch
         hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() and sc["engine"] == "ensemble" else \
