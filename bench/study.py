@@ -411,8 +411,10 @@ def main(argv=None):
     for d in ("CBSD432_jpg", *TASKS[args.task]["tests"]):
         if args.part != "answer" and not (root / d).is_dir(): ap.error(f"{root / d} does not exist (--data or $DIL_DATA)")
     train, t0 = str(root / "CBSD432_jpg"), time.perf_counter()
-    # the commit the runs start from (read now: the tree may change while they train)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # the commit the runs start from (read now: the tree may change while they train); "-dirty" when code differs from
+    # it (result sets under bench/results/ do not count: a part of the study may run while another's results are new)
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results") else "")
     start = time.time()
     share = lambda f: start + f * args.time_limit if args.time_limit else 0  # sweep to 25 %, refine to 50 %, finals to 85 %
     if sc.get("train_images"):  # the smoke scale trains on a seeded subsample (links in the work folder)
