@@ -11,6 +11,8 @@ Protocol (one command per part, or `all`):
   final   the selected configurations again with fresh seeds (1..5), their validation curves, and the test sets at
           every degree, seen and unseen;
   best    (process engine) each final run's best seen-validation checkpoint on the test sets as well;
+  ladder  (process engine, with a refine stage) the selected settings, seed 0, at 3 x the final budget: with the sweep and
+          refine runs of the same settings, a budget ladder that says where validation flattened;
   answer  DIL - ERM (both tuned) per dataset on unseen and on seen degrees, paired by seed: mean, 95 % t-interval and
           every seed's value, at equal passes and at equal wall time (`answer.md`, `curves.png`).
 
@@ -65,6 +67,8 @@ GRIDS = {"erm": [dict(lr=r) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)],
          "dil_sf": [dict(inner_lr=r, factor=f) for r in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for f in (1, 4)]}
 ARMS = {"ERM": ("erm", None), "DIL_sf shared": ("dil_sf", "shared"), "DIL_sf independent": ("dil_sf", "independent")}
 REFINE_TOP = 3  # settings per method that the refine stage trains at the final budget
+LADDER = 3      # the ladder part trains each selected setting (seed 0) for LADDER x the final budget ...
+FLAT_DB = 0.2   # ... and validation has flattened at a budget whose tripling gained less than this (dB)
 N_SEEN = 4  # seen degrees of both tasks' presets: DIL_sf makes 4 passes per outer step
 
 
@@ -91,9 +95,9 @@ def plan(part: str, sc: dict, work: Path, train: str, selected: dict|None = None
     runs = []
     for arm, (method, _) in ARMS.items():
         grid = {"sweep": lambda: GRIDS[method], "refine": lambda: selected[arm]["candidates"],
-                "final": lambda: [rates_of(selected[arm])]}[part]()
+                "final": lambda: [rates_of(selected[arm])], "ladder": lambda: [rates_of(selected[arm])]}[part]()
         seeds = sc["seeds"] if part == "final" else (0,)
-        passes = sc["sweep_passes"] if part == "sweep" else sc["final_passes"]
+        passes = {"sweep": sc["sweep_passes"], "ladder": LADDER * sc["final_passes"]}.get(part, sc["final_passes"])
         for rates in grid:
             for seed in seeds:
                 tag = "-".join(f"{k}{v:g}" for k, v in rates.items())
@@ -320,41 +324,49 @@ def best_checkpoint_text(out: Path, task: dict) -> str:
             ", ".join(f"{a} {r['min']:,}–{r['max']:,}" for a, r in at.iterrows()) + " passes.\n\n" + "\n".join(paired_table(per, task)) + "\n\n")
 
 
-def flattening(out: Path, curves: pd.DataFrame, tol: float = 0.1) -> pd.DataFrame:
-    "Per arm (means over seeds): the final seen-degree validation PSNR, its gain over the last third of the final"
-    " budget, the first pass count from which it stays within `tol` dB of its final value, and what the final budget"
-    " gained over the sweep's shorter one at the same rate (seed 0)."
+def budget_ladder(out: Path, selected: dict) -> pd.DataFrame:
+    "Per arm, seed 0 at the selected settings: its final seen-degree validation PSNR at every budget it was trained"
+    " for (the sweep's, the final one in the refine stage, LADDER x the final one in the ladder part)."
     rows = []
-    sweep = pd.read_csv(out / "sweep_curves.csv") if (out / "sweep_curves.csv").exists() else None
-    selected = json.loads((out / "selected.json").read_text())
-    for arm, g in curves.groupby("arm", sort=False):
-        by_pass = g.groupby("passes").val_psnr.mean().sort_index()
+    for part in ("sweep", "refine", "ladder"):
+        if not (out / f"{part}_curves.csv").exists(): continue
+        c = pd.read_csv(out / f"{part}_curves.csv")
+        last = c.sort_values("passes").groupby("name").tail(1)
+        for arm in selected:
+            same = np.logical_and.reduce([np.isclose(last[k], v) if k in last else np.zeros(len(last), bool)
+                                          for k, v in rates_of(selected[arm]).items()])
+            rows += [dict(arm=arm, budget=int(r.passes), val_psnr=r.val_psnr) for r in last[(last.arm == arm) & (last.seed == 0) & same].itertuples()]
+    return pd.DataFrame(rows, columns=["arm", "budget", "val_psnr"]).drop_duplicates(["arm", "budget"]).sort_values(["arm", "budget"])
+
+
+def flattening(out: Path, curves: pd.DataFrame, tol: float = 0.1) -> pd.DataFrame:
+    "Per arm: the final seen-degree validation PSNR (mean over seeds), its gain over the last third of the final budget,"
+    " the first pass count from which it stays within `tol` dB of its final value; and from the budget ladder (seed 0),"
+    " the smallest budget whose tripling gained less than FLAT_DB (None: none did)."
+    rows = []
+    ladder = budget_ladder(out, json.loads((out / "selected.json").read_text()))
+    for arm in [a for a in ARMS if a in set(curves.arm)]:
+        by_pass = curves[curves.arm == arm].groupby("passes").val_psnr.mean().sort_index()
         final, budget = by_pass.iloc[-1], by_pass.index[-1]
         within = by_pass[(by_pass - final).abs().iloc[::-1].cummax().iloc[::-1] <= tol]
-        row = dict(arm=arm, budget=int(budget), final_val=final,
-                   last_third=final - by_pass[by_pass.index <= budget * 2 / 3].iloc[-1],
-                   flat_from=int(within.index[0]))
-        if sweep is not None:
-            keys = {k: v for k, v in selected[arm].items() if k in ("lr", "inner_lr", "factor")}
-            s = sweep[(sweep.arm == arm) & np.logical_and.reduce([np.isclose(sweep[k], v) for k, v in keys.items()])]
-            short = s.sort_values("passes").iloc[-1] if len(s) else None
-            if short is not None and short.passes < budget:
-                row.update(sweep_budget=int(short.passes), budget_gain=final - short.val_psnr)
-        rows.append(row)
+        steps = ladder[ladder.arm == arm]
+        b, v = steps.budget.tolist(), steps.val_psnr.tolist()
+        flat = [b[i] for i in range(len(b) - 1) if v[i + 1] - v[i] < FLAT_DB]
+        rows.append(dict(arm=arm, budget=int(budget), final_val=final, last_third=final - by_pass[by_pass.index <= budget * 2 / 3].iloc[-1],
+                         flat_from=int(within.index[0]), ladder=" → ".join(f"{x:,}: {y:.2f}" for x, y in zip(b, v)),
+                         flat_by=flat[0] if flat else None, longest=max(b) if b else None))
     return pd.DataFrame(rows)
 
 
 def flattening_text(out: Path, curves: pd.DataFrame) -> str:
     "The flattening table as markdown."
-    f = flattening(out, curves)
-    longer = "budget_gain" in f
-    lines = ["## Has validation flattened? (seen degrees, mean over seeds)", "",
-             "| arm | final budget (passes) | final val PSNR | gain over the last third | within 0.1 dB of final from (passes) |"
-             + (" gain of the final budget over the sweep's |" if longer else ""),
-             "|---|---|---|---|---|" + ("---|" if longer else "")]
-    for r in f.itertuples():
-        lines.append(f"| {r.arm} | {r.budget:,} | {r.final_val:.2f} | {r.last_third:+.2f} dB | {r.flat_from:,} |"
-                     + (f" {r.budget_gain:+.2f} dB ({r.sweep_budget:,} → {r.budget:,} passes, seed 0 vs seeds' mean) |" if longer else ""))
+    lines = ["## Has validation flattened? (seen degrees)", "",
+             "| arm | final budget (passes) | final val PSNR (mean of seeds) | gain over the last third | "
+             f"seed 0 at each budget (passes: PSNR) | flattened (tripling the budget gained < {FLAT_DB} dB) |",
+             "|---|---|---|---|---|---|"]
+    for r in flattening(out, curves).itertuples():
+        verdict = f"by {int(r.flat_by):,} passes" if pd.notna(r.flat_by) else (f"not by {int(r.longest):,} passes" if pd.notna(r.longest) else "not measured")
+        lines.append(f"| {r.arm} | {r.budget:,} | {r.final_val:.2f} | {r.last_third:+.2f} dB | {r.ladder} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -392,7 +404,7 @@ def plot(curves: pd.DataFrame, per: pd.DataFrame, path: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("sweep", "select", "refine", "final", "best", "answer", "all"))
+    ap.add_argument("part", choices=("sweep", "select", "refine", "final", "best", "ladder", "answer", "all"))
     ap.add_argument("--scale", choices=SCALES, default="cpu")
     ap.add_argument("--task", choices=TASKS, default="denoise", help="denoise (CBSD68, Kodak24) or deblur (Set5, Set14)")
     ap.add_argument("--out", required=True, help="result folder (CSV, JSON, Markdown, PNG: at most 8 files)")
@@ -450,7 +462,11 @@ def main(argv=None):
         runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
         print(f"best: evaluating the best-validated checkpoints of {len(runs)} final runs", flush=True)
         evaluate_best(runs, load_tests(sc, root, args.task), out)
-    if args.part in ("answer", "all", "best"): print(answer(out, args.task if args.part in ("all", "best") else None))
+    if args.part == "ladder" or (args.part == "all" and sc["engine"] == "process" and refine):
+        runs = plan("ladder", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
+        print(f"ladder: {len(runs)} runs at {LADDER * sc['final_passes']:,} passes", flush=True)
+        execute(runs, sc, args, None, out, "ladder")
+    if args.part in ("answer", "all", "best", "ladder"): print(answer(out, args.task if args.part in ("all", "best", "ladder") else None))
     if args.part != "answer":
         import torch
         hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() and sc["engine"] == "ensemble" else \

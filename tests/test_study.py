@@ -51,13 +51,18 @@ def test_flattening_and_wall_time_tables(tmp_path):
     rows = [dict(part="final", arm=arm, seed=s, name=f"{arm}-{s}", passes=p, seconds=p * ms / 1000, val_psnr=v + 0.01 * s)
             for arm, curve, ms in (("ERM", erm, 10.0), ("DIL_sf shared", dil, 20.0)) for s in (1, 2) for p, v in zip(passes, curve)]
     curves = pd.DataFrame(rows)
-    sweep = pd.DataFrame([dict(arm="ERM", lr=3e-3, inner_lr=float("nan"), factor=float("nan"), passes=1200, val_psnr=26.0),
-                          dict(arm="DIL_sf shared", lr=float("nan"), inner_lr=3e-4, factor=4.0, passes=1200, val_psnr=21.0)])
-    sweep.to_csv(tmp_path / "sweep_curves.csv", index=False)
     (tmp_path / "selected.json").write_text(json.dumps({"ERM": {"lr": 3e-3}, "DIL_sf shared": {"inner_lr": 3e-4, "factor": 4}}))
+    seed0 = lambda arm, passes, v, **rates: dict(arm=arm, seed=0, name=f"{arm}-{passes}-{rates}", passes=passes, val_psnr=v, **rates)
+    sweep = pd.DataFrame([seed0("ERM", 1200, 26.0, lr=3e-3), seed0("ERM", 1200, 27.0, lr=1e-2),  # another rate: not on the ladder
+                          seed0("DIL_sf shared", 1200, 21.0, inner_lr=3e-4, factor=4.0)])
+    sweep.to_csv(tmp_path / "sweep_curves.csv", index=False)
+    pd.DataFrame([seed0("ERM", 3600, 28.0, lr=3e-3), seed0("DIL_sf shared", 3600, 28.0, inner_lr=3e-4, factor=4.0)]).to_csv(tmp_path / "refine_curves.csv", index=False)
+    pd.DataFrame([seed0("ERM", 10800, 28.1, lr=3e-3)]).to_csv(tmp_path / "ladder_curves.csv", index=False)
     f = study.flattening(tmp_path, curves).set_index("arm")
     assert f.loc["ERM", "flat_from"] == 2400 and f.loc["DIL_sf shared", "flat_from"] == 3600
     assert abs(f.loc["ERM", "last_third"] - (28.035 - 27.965)) < 1e-9 and abs(f.loc["DIL_sf shared", "last_third"] - 4.0) < 1e-9
-    assert abs(f.loc["ERM", "budget_gain"] - 2.035) < 1e-9 and f.loc["ERM", "sweep_budget"] == 1200
+    assert f.loc["ERM", "ladder"] == "1,200: 26.00 → 3,600: 28.00 → 10,800: 28.10" and f.loc["ERM", "flat_by"] == 3600  # +0.1 dB < 0.2
+    assert pd.isna(f.loc["DIL_sf shared", "flat_by"]) and f.loc["DIL_sf shared", "longest"] == 3600
+    assert "not by 3,600 passes" in study.flattening_text(tmp_path, curves)
     text = study.wall_time_text(curves, None)
     assert "ERM 10.0 ms" in text and "DIL_sf shared 20.0 ms" in text and "2.00× ERM's time per pass" in text and "upper bound" in text
