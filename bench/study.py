@@ -321,7 +321,7 @@ def best_checkpoint_text(out: Path, task: dict) -> str:
     at = best.groupby("arm").best_passes.agg(["min", "max"])
     return ("## DIL − tuned ERM with each run's best-validated checkpoint\n\nEarly stopping on the seen-degree validation "
             "(never a test image or an unseen degree): each final run's `model_best.safetensors`, taken at " +
-            ", ".join(f"{a} {r['min']:,}–{r['max']:,}" for a, r in at.iterrows()) + " passes.\n\n" + "\n".join(paired_table(per, task)) + "\n\n")
+            ", ".join(f"{a} {int(r['min']):,}–{int(r['max']):,}" for a, r in at.iterrows()) + " passes.\n\n" + "\n".join(paired_table(per, task)) + "\n\n")
 
 
 def budget_ladder(out: Path, selected: dict) -> pd.DataFrame:
