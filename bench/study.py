@@ -471,6 +471,7 @@ def main(argv=None):
         import torch
         hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() and sc["engine"] == "ensemble" else \
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}  # again: another part may have written it
         meta.setdefault("parts", {})[args.part] = dict(command="python bench/study.py " + " ".join(argv or sys.argv[1:]),
                                                        commit=commit, hardware=hw, torch=torch.__version__,
                                                        seconds=round(time.perf_counter() - t0), jobs=args.jobs,
