@@ -354,7 +354,7 @@ def flattening(out: Path, curves: pd.DataFrame, tol: float = 0.1) -> pd.DataFram
         flat = [b[i] for i in range(len(b) - 1) if v[i + 1] - v[i] < FLAT_DB]
         rows.append(dict(arm=arm, budget=int(budget), final_val=final, last_third=final - by_pass[by_pass.index <= budget * 2 / 3].iloc[-1],
                          flat_from=int(within.index[0]), ladder=" → ".join(f"{x:,}: {y:.2f}" for x, y in zip(b, v)),
-                         flat_by=flat[0] if flat else None, longest=max(b) if b else None))
+                         flat_by=flat[0] if flat else None, longest=max(b) if len(b) > 1 else None))
     return pd.DataFrame(rows)
 
 
@@ -365,7 +365,7 @@ def flattening_text(out: Path, curves: pd.DataFrame) -> str:
              f"seed 0 at each budget (passes: PSNR) | flattened (tripling the budget gained < {FLAT_DB} dB) |",
              "|---|---|---|---|---|---|"]
     for r in flattening(out, curves).itertuples():
-        verdict = f"by {int(r.flat_by):,} passes" if pd.notna(r.flat_by) else (f"not by {int(r.longest):,} passes" if pd.notna(r.longest) else "not measured")
+        verdict = f"by {int(r.flat_by):,} passes" if pd.notna(r.flat_by) else (f"not by {int(r.longest):,} passes" if pd.notna(r.longest) else "not measured: one budget")
         lines.append(f"| {r.arm} | {r.budget:,} | {r.final_val:.2f} | {r.last_third:+.2f} dB | {r.ladder} | {verdict} |")
     return "\n".join(lines)
 
