@@ -72,6 +72,21 @@ FLAT_DB = 0.2   # ... and validation has flattened at a budget whose tripling ga
 N_SEEN = 4  # seen degrees of both tasks' presets: DIL_sf makes 4 passes per outer step
 
 
+def passes_per_step(arm: str) -> int:
+    "Forward/backward passes per outer step of an arm's method, from its `Method` record (DIL_sf: one per seen degree)."
+    from dil_causal.train import METHODS
+    return METHODS[ARMS[arm][0]].passes(N_SEEN)
+
+
+def last_points(curves: pd.DataFrame) -> pd.DataFrame:
+    "Each run's last validation point (its final seen-degree validation PSNR)."
+    return curves.sort_values("passes").groupby("name").tail(1)
+
+
+def read_selected(out: Path) -> dict:
+    return json.loads((out / "selected.json").read_text())
+
+
 def data_root() -> Path:
     return Path(os.environ.get("DIL_DATA") or ROOT.parent / "shared" / "data")
 
@@ -80,7 +95,7 @@ def run_config(arm: str, rates: dict, seed: int, passes: int, sc: dict, work: Pa
                task: str = "denoise") -> dict:
     "The TrainConfig fields of one run of the study."
     method, content = ARMS[arm]
-    pps = N_SEEN if method == "dil_sf" else 1
+    pps = passes_per_step(arm)
     steps = passes // pps
     lr = rates["lr"] if method == "erm" else rates["inner_lr"] * rates["factor"]
     extra = {} if method == "erm" else dict(inner_lr=rates["inner_lr"], inner_betas=(0.0, 0.999), content=content)
@@ -121,31 +136,34 @@ def load_tests(sc: dict, root: Path, task: str = "denoise") -> dict:
             for name in TASKS[task]["tests"]}
 
 
-def summarize(run: dict, history: pd.DataFrame, scores: pd.DataFrame|None, seconds: float) -> dict:
-    "One run's rows: its validation curve and, for final runs, mean test PSNR per dataset and degree."
+def summarize(run: dict, history: pd.DataFrame|None, scores: pd.DataFrame|None, seconds: float) -> dict:
+    "One run's rows: its validation curve (if `history`) and, for final runs, mean test PSNR per dataset and degree."
     base = dict(part=run["part"], arm=run["arm"], seed=run["seed"], name=run["name"], train_seconds=round(seconds, 1),
                 **{k: run["rates"].get(k, np.nan) for k in ("lr", "inner_lr", "factor")})
-    pps = N_SEEN if ARMS[run["arm"]][0] == "dil_sf" else 1
-    curve = [dict(base, passes=int(r.step) * pps, seconds=round(r.seconds, 1), val_psnr=r.val_psnr)
-             for r in history.dropna(subset=["val_psnr"]).itertuples()]
+    pps = passes_per_step(run["arm"])
+    curve = [] if history is None else [dict(base, passes=int(r.step) * pps, seconds=round(r.seconds, 1), val_psnr=r.val_psnr)
+                                        for r in history.dropna(subset=["val_psnr"]).itertuples()]
     tests = [] if scores is None else [dict(base, dataset=d, degree=g, seen=bool(seen), psnr=p)
                                        for (d, g, seen), p in scores.groupby(["dataset", "degree", "seen"]).psnr.mean().items()]
     return dict(curve=curve, tests=tests)
 
 
+def test_scores(net, tests: dict, confounders: str) -> pd.DataFrame:
+    "PSNR of `net` on every test set at every degree of the task, with the DIL protocol."
+    from dil_causal.evaluate import evaluate
+    return pd.concat([evaluate(net, imgs, confounders, protocol="dil", dataset=d, metrics=("psnr",), progress=False)
+                      for d, imgs in tests.items()])
+
+
 def train_one(run: dict, threads: int, tests: dict|None) -> dict:
     import torch
     torch.set_num_threads(threads)
-    from dil_causal.evaluate import evaluate
     from dil_causal.train import fit
     t0 = time.perf_counter()
     r = fit(resume=True, **run["cfg"])
     # the training loop's own clock (a finished run found on disk keeps the time it took)
     seconds = float(r.history.seconds.iloc[-1]) if len(r.history) else time.perf_counter() - t0
-    scores = None
-    if tests:
-        scores = pd.concat([evaluate(r.model, imgs, run["cfg"]["confounders"], protocol="dil", dataset=d, metrics=("psnr",), progress=False)
-                            for d, imgs in tests.items()])
+    scores = test_scores(r.model, tests, run["cfg"]["confounders"]) if tests else None
     return summarize(run, r.history, scores, seconds)
 
 
@@ -207,17 +225,15 @@ def evaluate_best(runs: list[dict], tests: dict, out: Path):
     "Each final run's best seen-validation checkpoint (model_best.safetensors) on the test sets, appended to"
     " final_tests.csv as weights=\"best\" rows (the end-of-training rows are weights=\"final\")."
     import torch
-    from dil_causal.evaluate import evaluate
     from dil_causal.models import load_model, read_record
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rows = []
     for run in runs:
         path = Path(run["cfg"]["output_dir"]) / "model_best.safetensors"
         net, rec = load_model(path).eval(), read_record(path)
-        scores = pd.concat([evaluate(net, imgs, run["cfg"]["confounders"], protocol="dil", dataset=d, metrics=("psnr",), progress=False)
-                            for d, imgs in tests.items()])
-        pps = N_SEEN if ARMS[run["arm"]][0] == "dil_sf" else 1
-        rows += [dict(r, weights="best", best_passes=int(rec["best"]["step"]) * pps) for r in summarize(run, pd.DataFrame(columns=["step", "seconds", "val_psnr"]), scores, 0)["tests"]]
+        scores = test_scores(net, tests, run["cfg"]["confounders"])
+        best_passes = int(rec["best"]["step"]) * passes_per_step(run["arm"])
+        rows += [dict(r, weights="best", best_passes=best_passes) for r in summarize(run, None, scores, 0)["tests"]]
     old = pd.read_csv(out / "final_tests.csv")
     if "weights" in old: old = old[old.weights.fillna("final") != "best"]
     pd.concat([old.assign(weights="final"), pd.DataFrame(rows)]).to_csv(out / "final_tests.csv", index=False)
@@ -227,8 +243,8 @@ def select(curves: pd.DataFrame, grid_curves: pd.DataFrame|None = None, candidat
     "Per arm, the rates with the best FINAL seen-degree validation PSNR of `curves` (ties: the smaller rate); whether"
     " it lies at the edge of the full grid (`grid_curves`, default `curves`); with `candidates`, the best that many"
     " settings too (the refine stage trains them at the final budget)."
-    last = curves.sort_values("passes").groupby("name").tail(1)
-    grid_last = last if grid_curves is None else grid_curves.sort_values("passes").groupby("name").tail(1)
+    last = last_points(curves)
+    grid_last = last if grid_curves is None else last_points(grid_curves)
     chosen = {}
     for arm, g in last.groupby("arm"):
         ranked = g.sort_values(["val_psnr", "lr", "inner_lr"], ascending=[False, True, True])
@@ -277,7 +293,7 @@ def gains(out: Path, weights: str = "final") -> pd.DataFrame:
 def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     "The answer tables as markdown, with the validation curves and the per-seed test PSNR behind them."
     tests, curves = read_tests(out), pd.read_csv(out / "final_curves.csv")
-    selected = json.loads((out / "selected.json").read_text())
+    selected = read_selected(out)
     meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
     task = TASKS[task or meta.get("task", "denoise")]
     per = tests.groupby(["arm", "seed", "dataset", "seen"]).psnr.mean().rename("psnr").reset_index()
@@ -296,7 +312,7 @@ def answer_text(out: Path, task: str|None = None) -> tuple[str, pd.DataFrame, pd
                          + " | ".join(cell(ds, seen) for ds, seen in cols) + f" | {secs[arm].mean():.0f} |")
     text = ("## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(lines) +
             "\n\n## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(abs_lines) +
-            "\n\n" + flattening_text(out, curves) + "\n\n" + best_checkpoint_text(out, task) + wall_time_text(curves, per) + "\n")
+            "\n\n" + flattening_text(out, curves) + "\n\n" + best_checkpoint_text(out, task) + wall_time_text(curves) + "\n")
     return text, curves, per
 
 
@@ -330,8 +346,7 @@ def budget_ladder(out: Path, selected: dict) -> pd.DataFrame:
     rows = []
     for part in ("sweep", "refine", "ladder"):
         if not (out / f"{part}_curves.csv").exists(): continue
-        c = pd.read_csv(out / f"{part}_curves.csv")
-        last = c.sort_values("passes").groupby("name").tail(1)
+        last = last_points(pd.read_csv(out / f"{part}_curves.csv"))
         for arm in selected:
             same = np.logical_and.reduce([np.isclose(last[k], v) if k in last else np.zeros(len(last), bool)
                                           for k, v in rates_of(selected[arm]).items()])
@@ -344,7 +359,7 @@ def flattening(out: Path, curves: pd.DataFrame, tol: float = 0.1) -> pd.DataFram
     " the first pass count from which it stays within `tol` dB of its final value; and from the budget ladder (seed 0),"
     " the smallest budget whose tripling gained less than FLAT_DB (None: none did)."
     rows = []
-    ladder = budget_ladder(out, json.loads((out / "selected.json").read_text()))
+    ladder = budget_ladder(out, read_selected(out))
     for arm in [a for a in ARMS if a in set(curves.arm)]:
         by_pass = curves[curves.arm == arm].groupby("passes").val_psnr.mean().sort_index()
         final, budget = by_pass.iloc[-1], by_pass.index[-1]
@@ -370,10 +385,10 @@ def flattening_text(out: Path, curves: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def wall_time_text(curves: pd.DataFrame, per: pd.DataFrame) -> str:
+def wall_time_text(curves: pd.DataFrame) -> str:
     "Equal wall time: each arm's training seconds per pass (runs interleaved by seed, so under the same load), and"
     " what that means for the equal-pass answer."
-    last = curves.sort_values("passes").groupby("name").tail(1)
+    last = last_points(curves)
     rate = (last.seconds / last.passes).groupby(last.arm).mean() * 1000  # ms per pass
     erm = rate["ERM"]
     parts = []
@@ -445,7 +460,7 @@ def main(argv=None):
         chosen = select(pd.read_csv(out / "sweep_curves.csv"), candidates=REFINE_TOP if refine else 0)
         (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected (sweep):", chosen, flush=True)
     if args.part in ("refine", "all") and refine:
-        sweep_pick = json.loads((out / "selected.json").read_text())
+        sweep_pick = read_selected(out)
         runs = plan("refine", sc, work, train, sweep_pick, args.task)
         print(f"refine: {len(runs)} runs at {sc['final_passes']:,} passes", flush=True)
         args.deadline = share(0.5)
@@ -454,16 +469,16 @@ def main(argv=None):
         for arm in chosen: chosen[arm].update(sweep_pick=sweep_pick[arm], candidates=sweep_pick[arm]["candidates"])
         (out / "selected.json").write_text(json.dumps(chosen, indent=1)); print("selected (final budget):", chosen, flush=True)
     if args.part in ("final", "all"):
-        runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
+        runs = plan("final", sc, work, train, read_selected(out), args.task)
         print(f"final: {len(runs)} runs", flush=True)
         args.deadline = share(0.85)
         execute(runs, sc, args, load_tests(sc, root, args.task), out, "final")
     if args.part in ("best", "all") and sc["engine"] == "process":
-        runs = plan("final", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
+        runs = plan("final", sc, work, train, read_selected(out), args.task)
         print(f"best: evaluating the best-validated checkpoints of {len(runs)} final runs", flush=True)
         evaluate_best(runs, load_tests(sc, root, args.task), out)
     if args.part == "ladder" or (args.part == "all" and sc["engine"] == "process" and refine):
-        runs = plan("ladder", sc, work, train, json.loads((out / "selected.json").read_text()), args.task)
+        runs = plan("ladder", sc, work, train, read_selected(out), args.task)
         print(f"ladder: {len(runs)} runs at {LADDER * sc['final_passes']:,} passes", flush=True)
         execute(runs, sc, args, None, out, "ladder")
     if args.part in ("answer", "all", "best", "ladder"): print(answer(out, args.task if args.part in ("all", "best", "ladder") else None))

@@ -64,5 +64,5 @@ def test_flattening_and_wall_time_tables(tmp_path):
     assert f.loc["ERM", "ladder"] == "1,200: 26.00 → 3,600: 28.00 → 10,800: 28.10" and f.loc["ERM", "flat_by"] == 3600  # +0.1 dB < 0.2
     assert pd.isna(f.loc["DIL_sf shared", "flat_by"]) and f.loc["DIL_sf shared", "longest"] == 3600
     assert "not by 3,600 passes" in study.flattening_text(tmp_path, curves)
-    text = study.wall_time_text(curves, None)
+    text = study.wall_time_text(curves)
     assert "ERM 10.0 ms" in text and "DIL_sf shared 20.0 ms" in text and "2.00× ERM's time per pass" in text and "upper bound" in text
