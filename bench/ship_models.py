@@ -4,26 +4,91 @@ From a finished CPU study (bench/study.py), per shipped name it takes one final 
 SEEN-degree validation PSNR (never a test image) — copies its model file (the EMA weights) into dil_causal/pretrained/
 and writes NAME.json beside it: how it was trained (the study command, the fit() configuration, data, commit,
 hardware) and what it measures on CBSD68 (all 68 images, full size, DIL protocol: PSNR per sigma, and the noisy
-input's), measured with the same code as `dil-causal eval -n NAME --data CBSD68`.
+input's), measured with the same code as `dil-causal eval -n NAME --data CBSD68`. A card names its data as a registered
+set with digests of the files used (`data_record`), and says where the shipped seed stands among its arm's seeds on
+the study's own test (`standing`): the pair illustrates, the study decides.
 
   erm-denoise-tiny      the study's tuned ERM
   dil_sf-denoise-tiny   the study's tuned DIL_sf (the content setting whose final validation was better)
 
 Usage: python bench/ship_models.py --study bench/results/study-cpu-denoise --work /work/study/work-cpu [--data ../shared/data]
+       python bench/ship_models.py --study bench/results/study-cpu-denoise --refresh   # rewrite the shipped cards' data and standing only
 """
-import argparse, json, os, shutil
+import argparse, json, math, os, shutil
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA_SENTENCE = "CBSD432 (432 BSDS500 JPEGs, CBSD68 excluded), 5 % held out for validation"
+
+
+def data_record(folder, val: float, description: str = DATA_SENTENCE) -> dict:
+    "The card's `data`: the registered set, and digests of all its files, the training part and the held-out validation part."
+    from dil_causal.data import data_digest, image_files
+    from dil_causal.models import registered_set
+    from dil_causal.train import held_out
+    names = [f.name for f in image_files(folder)]
+    val_names = held_out(names, val)
+    train_names = sorted(set(names) - set(val_names))
+    if registered_set(folder) is None: raise ValueError(f"{folder} is not a registered set (dil_causal.data.DATASETS): a card names its data by set")
+    return {"set": registered_set(folder), "description": description, "images": len(names), "digest": data_digest(folder),
+            "train": {"images": len(train_names), "digest": data_digest(folder, train_names)},
+            "val": {"fraction": val, "images": len(val_names), "digest": data_digest(folder, val_names)}}
+
+
+def standing(study, arm: str, seed: int, dataset: str = "CBSD68") -> dict:
+    """Where `seed` of `arm` sits among the arm's seeds on the study's test set `dataset` (final weights): its mean PSNR
+    over the unseen and over the seen degrees, beside the arm's mean and 95 % t-interval half-width over the seeds."""
+    study = Path(study)
+    t = pd.read_csv(study / "final_tests.csv")
+    t = t[(t.arm == arm) & (t.dataset == dataset) & (t.weights == "final")]
+    if seed not in set(t.seed): raise ValueError(f"{study}: no final run of {arm} seed {seed} on {dataset}")
+    settings = json.loads((study / "meta.json").read_text()).get("settings", {})
+    store = study.resolve().relative_to(ROOT).as_posix() if study.resolve().is_relative_to(ROOT) else str(study)
+    out = {"source": {"store": store, "file": "final_tests.csv", "arm": arm, "seeds": sorted(int(s) for s in set(t.seed)),
+                      "dataset": dataset, "weights": "final",
+                      "test": f"{settings.get('eval_images', '?')} seeded {settings.get('eval_crop', '?')}-px centre crops of {dataset}"},
+           "seed": int(seed)}
+    for key, seen in (("unseen", False), ("seen", True)):
+        part = t[t.seen == seen]
+        per = part.groupby("seed").psnr.mean()
+        n = len(per)
+        out[key] = {"degrees": sorted(int(d) for d in set(part.degree)), "seed_psnr": float(per[seed]), "arm_mean": float(per.mean()),
+                    "arm_ci95": float(stats.t.ppf(0.975, n - 1) * per.std(ddof=1) / math.sqrt(n)),
+                    "rank": int((per > per[seed]).sum() + 1), "of": n}
+    return out
+
+
+def refresh(study, data_root, dest=None):
+    "Rewrite the shipped cards' `data` (set and digests; `fit_config.data` the set's name) and `standing`, nothing else."
+    from dil_causal.data import find_dataset
+    from dil_causal.models import read_card
+    dest = Path(dest or ROOT / "dil_causal" / "pretrained")
+    for path in sorted(dest.glob("*.json")):
+        card = read_card(path)
+        name = card["data"]["set"]
+        card["data"] = data_record(find_dataset(name, data_root), card["fit_config"]["val"], card["data"]["description"] or DATA_SENTENCE)
+        card["fit_config"]["data"] = name
+        card["standing"] = standing(study, card["arm"], card["seed"])
+        path.write_text(json.dumps(card, indent=1) + "\n")
+        print(f"refreshed {path.name}: {name} {card['data']['digest'][:12]}, {standing_text(card['standing'])}")
+
+
+def standing_text(s: dict) -> str:
+    return "; ".join(f"{k} {s[k]['seed_psnr']:.2f} dB (arm {s[k]['arm_mean']:.2f} ± {s[k]['arm_ci95']:.2f}, rank {s[k]['rank']} of {s[k]['of']})"
+                     for k in ("unseen", "seen"))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", required=True); ap.add_argument("--work", required=True)
+    ap.add_argument("--study", required=True); ap.add_argument("--work")
     ap.add_argument("--data", default=os.environ.get("DIL_DATA") or str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--refresh", action="store_true", help="only rewrite the shipped cards' data digests and standing")
     args = ap.parse_args(argv)
+    if args.refresh: return refresh(args.study, args.data)
+    if not args.work: ap.error("--work is needed to ship models (or pass --refresh)")
     from dil_causal.cli import eval_checkpoint
     from dil_causal.models import load_model, n_parameters, read_record
     study, work, dest = Path(args.study), Path(args.work), ROOT / "dil_causal" / "pretrained"
@@ -42,13 +107,15 @@ def main(argv=None):
                     parameters=n_parameters(load_model(dest / f"{name}.safetensors")), weights=rec.get("weights"),
                     arm=arm, seed=int(best["seed"]), selection="of the study's final seeds, the best final seen-degree "
                     "validation PSNR (5 % of CBSD432 held out); the rate was selected the same way in the sweep",
-                    command=meta["parts"]["all"]["command"], fit_config={k: v for k, v in cfg.items() if k not in ("output_dir", "progress")},
-                    data="CBSD432 (432 BSDS500 JPEGs, CBSD68 excluded), 5 % held out for validation",
+                    command=meta["parts"]["all"]["command"],
+                    fit_config={**{k: v for k, v in cfg.items() if k not in ("output_dir", "progress")}, "data": Path(cfg["data"]).name},
+                    data=data_record(cfg["data"], cfg["val"]), standing=standing(study, arm, int(best["seed"])),
                     commit=meta["parts"]["all"]["commit"], hardware=meta["parts"]["all"]["hardware"],
                     torch=meta["parts"]["all"]["torch"], protocol="dil (test noise seeded 0 per image, clipped to [0, 1])",
                     psnr_cbsd68={str(float(r.degree)): float(r.psnr) for r in table.itertuples()},
                     psnr_input_cbsd68={str(float(r.degree)): float(r.input_psnr) for r in table.itertuples()},
                     seen_sigmas=[5, 10, 15, 20], eval_command=f"dil-causal eval -n {name} --data CBSD68")
+        card["fit_config"]["data"] = card["data"]["set"]
         (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
         print(f"shipped {name}: {arm} seed {card['seed']}, PSNR on CBSD68 {card['psnr_cbsd68']}")
 

@@ -5,7 +5,7 @@
 # %% ../nbs/21_data.ipynb #fe2aa2d8
 from __future__ import annotations
 
-import hashlib, importlib.resources, os, shutil, stat, tarfile, tempfile, urllib.parse, urllib.request, warnings, zipfile
+import hashlib, importlib.resources, math, os, shutil, stat, sys, tarfile, tempfile, time, urllib.parse, urllib.request, warnings, zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,7 +26,8 @@ __all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'MAX_PIXELS', 'D
            'image_folder', 'load_images', 'augment', 'PatchDataset', 'DatasetSpec', 'data_root', 'find_dataset',
            'sha256_file', 'read_manifests', 'verify_dataset', 'archive_kind', 'safe_extract', 'umask', 'pid_alive',
            'remove_partial_downloads', 'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets',
-           'cut_subimages', 'write_manifest', 'check_manifest', 'prepare_subimages']
+           'data_digest', 'PlainProgress', 'progress', 'cut_subimages', 'write_manifest', 'check_manifest',
+           'prepare_subimages']
 
 # %% ../nbs/21_data.ipynb #90880039
 def uint8_to_tensor(img: np.ndarray, # (H,W,3) uint8 RGB
@@ -408,6 +409,80 @@ def list_datasets(root: str|Path|None = None, # data root (see `data_root`)
     return pd.DataFrame([{"name": s.name, "images": s.n_images, "url": s.url or "(by hand)",
                           "sha256": "archive" if s.sha256 else "per file" if s.checksums else "not recorded",
                           "found": str(find_dataset(s.name, base) or "")} for s in DATASETS.values()])
+
+# %% ../nbs/21_data.ipynb #4e30a959
+def data_digest(folder: str|Path, # a folder of images
+                files: list[str|Path]|None = None, # the files used, as names relative to `folder` (or paths inside it); None: every image in it
+               ) -> str: # SHA-256 hex over the sorted relative names and the files' bytes
+    "A digest of the files of `folder` used by a run: the SHA-256 of their `sha256sum` listing, sorted by name."
+    folder = Path(folder)
+    names = [f.name for f in image_files(folder)] if files is None else [Path(f).relative_to(folder).as_posix() if Path(f).is_absolute() else Path(f).as_posix() for f in files]
+    if len(set(names)) != len(names): raise ValueError(f"data_digest: files listed twice: {sorted(n for n in set(names) if names.count(n) > 1)[:3]}")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing: raise FileNotFoundError(f"data_digest: {len(missing)} file(s) not in {folder}: {', '.join(sorted(missing)[:5])}")
+    return hashlib.sha256("".join(f"{sha256_file(folder / n)}  {n}\n" for n in sorted(names)).encode()).hexdigest()
+
+# %% ../nbs/21_data.ipynb #1f8b0afd
+class PlainProgress:
+    "tqdm's interface for a stream that is not a terminal: a plain line every `every` of the total or `seconds`, and at the end."
+    def __init__(self, iterable=None, total: int|None = None, desc: str = "", initial: int = 0, unit: str = "it",
+                 file=None, every: float = 0.1, seconds: float = 30.0):
+        self.iterable, self.desc, self.n, self.unit, self.file = iterable, desc or "progress", initial, unit, file
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.every, self.seconds, self.postfix, self.closed, self._pending = every, seconds, "", False, False
+        self.t0 = self.t_line = time.monotonic()
+        self._next = self._mark(initial)
+
+    def _mark(self, n: int) -> int|None:
+        "The count at which the next 10 % line is due."
+        if not self.total: return None
+        step = max(1, math.ceil(self.total * self.every))
+        return (n // step + 1) * step
+
+    def _line(self, end: str = ""):
+        count = f"{self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f} %)" if self.total else f"{self.n} {self.unit}"
+        print(f"{self.desc}: {count}, {time.monotonic() - self.t0:.0f} s{', ' + self.postfix if self.postfix else ''}{end}",
+              file=self.file or sys.stderr, flush=True)
+        self.t_line = time.monotonic()
+
+    def update(self, n: int = 1):
+        self.n += n
+        due = self._next is not None and self.n >= self._next and self.n < self.total
+        if due or time.monotonic() - self.t_line >= self.seconds:
+            self._line(); self._next = self._mark(self.n)
+
+    def set_postfix(self, **kw): self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
+    def set_description(self, desc: str): self.desc = desc
+
+    def __iter__(self):
+        for x in self.iterable:
+            self._pending = True  # the consumer works on x; it counts when the next one is asked for (or at close)
+            yield x
+            self._pending = False; self.update(1)
+        self.close()
+
+    def close(self):
+        if self.closed: return
+        if self._pending: self._pending = False; self.n += 1  # the item the consumer broke out after was done
+        self.closed = True; self._line(" (done)" if not self.total or self.n >= self.total else " (stopped)")
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+def progress(iterable=None, # what to iterate over (or None: call `update`)
+             total: int|None = None, # the number of steps (default len(iterable))
+             desc: str = "", # what is counted, e.g. "evaluate"
+             disable: bool = False, # no output at all
+             file=None, # the stream (default sys.stderr)
+             every: float = 0.1, # not a terminal: a line every this fraction of `total` ...
+             seconds: float = 30.0, # ... or after this many seconds without one
+             **kwargs, # further tqdm arguments (initial, unit, leave, ...)
+            ):
+    "A tqdm bar on a terminal; on any other stream (a log file, a pipe) a few plain progress lines."
+    stream = file or sys.stderr
+    if disable or getattr(stream, "isatty", lambda: False)():
+        return tqdm(iterable, total=total, desc=desc, disable=disable, file=file, **kwargs)
+    return PlainProgress(iterable, total, desc, kwargs.get("initial", 0), kwargs.get("unit", "it"), file, every, seconds)
 
 # %% ../nbs/21_data.ipynb #f71c5cf4
 SUBIMAGE_SETS = {"DF2K": 3450, "DIV2K": 800} # high-resolution images each training set is cut from

@@ -34,8 +34,8 @@ __all__ = ['METHODS', 'CHECKPOINT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'lr_fact
            'paired_patches', 'distort_batch', 'counterfactual_views', 'ema_decay_at', 'ema_avg_fn', 'TrainState',
            'adam_setup', 'erm_step', 'reptile_setup', 'dil_sf_step', 'dil_pf_step', 'virtual_update',
            'ss_meta_objective', 'ps_meta_objective', 'meta_gradient', 'dil_ss_step', 'dil_ps_step',
-           'second_order_setup', 'Method', 'split_validation', 'validate', 'save_checkpoint', 'load_checkpoint',
-           'resume_from', 'History', 'FitResult', 'fit']
+           'second_order_setup', 'Method', 'held_out', 'split_validation', 'validate', 'save_checkpoint',
+           'load_checkpoint', 'resume_from', 'History', 'FitResult', 'fit']
 
 # %% ../nbs/40_train.ipynb #38fa7a2f
 @dataclass
@@ -473,6 +473,15 @@ def _centre_crop(img: Tensor, side: int) -> Tensor:
     t, l = max(0, (h - side) // 2), max(0, (w - side) // 2)
     return img[..., t:t + side, l:l + side].contiguous()
 
+def held_out(names: list[str], # the training images' names
+             fraction: float, # the share held out for validation, in (0, 1)
+            ) -> list[str]: # the held-out names, sorted (a fixed split: the same for every seed and run)
+    "The names `fit(val=fraction)` holds out of `names` for validation."
+    names = sorted(names)
+    k = max(1, round(fraction * len(names)))
+    if k >= len(names): raise ValueError(f"val={fraction} of {len(names)} training images leaves none to train on")
+    return sorted(names[i] for i in torch.randperm(len(names), generator=torch.Generator().manual_seed(0))[:k].tolist())
+
 def split_validation(cfg: TrainConfig, # the run's configuration (`val`, `val_crop`)
                      images: dict, # name -> (3,H,W) clean images of `cfg.data`
                     ) -> tuple[dict, dict|None]: # (training images, validation images or None)
@@ -482,10 +491,7 @@ def split_validation(cfg: TrainConfig, # the run's configuration (`val`, `val_cr
         val = load_images(cfg.val)
         if set(val) & set(images): raise ValueError(f"validation folder {cfg.val} shares images with the training data: {sorted(set(val) & set(images))[:3]}")
     else:
-        names = sorted(images)
-        k = max(1, round(cfg.val * len(names)))
-        if k >= len(names): raise ValueError(f"val={cfg.val} of {len(names)} training images leaves none to train on")
-        held = {names[i] for i in torch.randperm(len(names), generator=torch.Generator().manual_seed(0))[:k].tolist()}
+        held = set(held_out(list(images), cfg.val))
         images, val = {n: im for n, im in images.items() if n not in held}, {n: images[n] for n in sorted(held)}
     return images, {n: _centre_crop(im, cfg.val_crop) for n, im in val.items()}
 

@@ -19,7 +19,7 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
-from ..data import pid_alive, umask
+from ..data import DATASETS, pid_alive, umask
 from .lir import LIR
 
 try: import fcntl  # POSIX advisory locks for output folders; absent on Windows, where folders are not locked
@@ -29,8 +29,8 @@ except ImportError: fcntl = None
 __all__ = ['BACKBONES', 'DIGEST_KEY', 'MAX_OVERRIDE', 'RUN_FILES', 'build', 'model_device', 'n_parameters', 'tensors_digest',
            'remove_stale_temps', 'atomic_write', 'save_file_atomic', 'tensor_specs', 'file_tensor_specs',
            'check_tensors', 'check_finite', 'load_tensors', 'save_model', 'read_record', 'skeleton', 'load_model',
-           'check_optimizer_state', 'run_folder', 'read_history', 'pretrained_names', 'pretrained_path', 'model_card',
-           'pretrained']
+           'check_optimizer_state', 'run_folder', 'read_history', 'pretrained_names', 'pretrained_path',
+           'registered_set', 'read_card', 'model_card', 'pretrained']
 
 # %% ../../nbs/39_models.ipynb #cae2bddf
 BACKBONES = {
@@ -337,10 +337,33 @@ def pretrained_path(name: str, # a name from `pretrained_names()`
         raise KeyError(f"unknown shipped model {name!r}; shipped models: {', '.join(pretrained_names()) or 'none'}")
     return _pretrained_dir() / f"{name}.safetensors"
 
+def registered_set(folder: str|None, # a data folder as a run recorded it, or a registered set's name
+                  ) -> str|None: # the `dil_causal.data.DATASETS` name, or None
+    "The registered set a recorded data folder is (by its name or an alias), e.g. CBSD432 for /any/where/CBSD432_jpg."
+    if not folder: return None
+    tail = Path(str(folder)).name
+    return next((s.name for s in DATASETS.values() if tail == s.name or tail in s.aliases), None)
+
+def read_card(path: str|Path, # a model card (NAME.json beside NAME.safetensors)
+             ) -> dict: # the card, in today's form
+    """A model card. Its `data` names a registered set with digests of the files used (`dil_causal.data.data_digest`);
+    a card written before that (`data` a sentence, `fit_config.data` one machine's folder) is read into the same form,
+    with no digests and the recorded folder kept as `recorded_path`."""
+    card = json.loads(Path(path).read_text())
+    if isinstance(card.get("data"), dict): return card
+    fc = dict(card.get("fit_config") or {})
+    name = registered_set(fc.get("data"))
+    card["data"] = {"set": name, "description": card.get("data"), "images": None, "digest": None, "train": None, "val": None,
+                    "recorded_path": fc.get("data")}
+    if name: fc["data"] = name
+    card["fit_config"] = fc
+    card.setdefault("standing", None)
+    return card
+
 def model_card(name: str, # a name from `pretrained_names()`
-              ) -> dict: # the card: training command, data, commit, hardware, PSNR per sigma, ...
+              ) -> dict: # the card: training command, data (set and digests), commit, hardware, PSNR per sigma, standing among the arm's seeds
     "The model card of the shipped model `name`."
-    return json.loads(pretrained_path(name).with_suffix(".json").read_text())
+    return read_card(pretrained_path(name).with_suffix(".json"))
 
 def pretrained(name: str, # a name from `pretrained_names()`, e.g. "dil_sf-denoise-tiny"
               ) -> nn.Module:
