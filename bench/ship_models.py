@@ -38,16 +38,23 @@ def data_record(folder, val: float, description: str = DATA_SENTENCE) -> dict:
             "val": {"fraction": val, "images": len(val_names), "digest": data_digest(folder, val_names)}}
 
 
+def study_tests(study: Path) -> tuple[pd.DataFrame, str, dict]:
+    "A study's test scores (arm, seed, dataset, degree, seen, psnr, weights), what they were read from, and its settings."
+    if (study / "final_tests.csv").exists():  # the result sets of bench/study.py
+        return pd.read_csv(study / "final_tests.csv"), "final_tests.csv", json.loads((study / "meta.json").read_text()).get("settings", {})
+    from dil_causal.study import results  # a store of dil_causal.study: one record per unit
+    return results(study).tests, "units/*.json", json.loads((study / "study.json").read_text())["study"]
+
+
 def standing(study, arm: str, seed: int, dataset: str = "CBSD68") -> dict:
     """Where `seed` of `arm` sits among the arm's seeds on the study's test set `dataset` (final weights): its mean PSNR
     over the unseen and over the seen degrees, beside the arm's mean and 95 % t-interval half-width over the seeds."""
     study = Path(study)
-    t = pd.read_csv(study / "final_tests.csv")
+    t, source, settings = study_tests(study)
     t = t[(t.arm == arm) & (t.dataset == dataset) & (t.weights == "final")]
     if seed not in set(t.seed): raise ValueError(f"{study}: no final run of {arm} seed {seed} on {dataset}")
-    settings = json.loads((study / "meta.json").read_text()).get("settings", {})
     store = study.resolve().relative_to(ROOT).as_posix() if study.resolve().is_relative_to(ROOT) else str(study)
-    out = {"source": {"store": store, "file": "final_tests.csv", "arm": arm, "seeds": sorted(int(s) for s in set(t.seed)),
+    out = {"source": {"store": store, "file": source, "arm": arm, "seeds": sorted(int(s) for s in set(t.seed)),
                       "dataset": dataset, "weights": "final",
                       "test": f"{settings.get('eval_images', '?')} seeded {settings.get('eval_crop', '?')}-px centre crops of {dataset}"},
            "seed": int(seed)}

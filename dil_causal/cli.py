@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from .train import TrainConfig, fit
 
 # %% auto #0
 __all__ = ['COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'plot_history',
-           'eval_checkpoint', 'parse_device', 'restore', 'models', 'data', 'main']
+           'eval_checkpoint', 'parse_device', 'restore', 'standing_text', 'models', 'data', 'main']
 
 # %% ../nbs/60_cli.ipynb #25f9c6ab
 def comparison_table(results: pd.DataFrame, # `evaluate` rows with a `method` column
@@ -260,8 +261,19 @@ def restore(input: str, # an image file or a folder of images
     for p in written: print(f"wrote {p}")
     return written
 
+def standing_text(card: dict, # a model card (`model_card`)
+                 ) -> str: # one paragraph; "" for a card without a standing
+    "Where a shipped model's seed stands among its arm's seeds in the study it came from (the card's `standing`)."
+    s = card.get("standing")
+    if not s: return ""
+    src, deg = s["source"], lambda k: f"σ {s[k]['degrees'][0]}–{s[k]['degrees'][-1]}"
+    part = lambda k: (f"{k} {deg(k)} {s[k]['seed_psnr']:.2f} dB against the arm's {s[k]['arm_mean']:.2f} ± {s[k]['arm_ci95']:.2f} "
+                      f"(rank {s[k]['rank']} of {s[k]['of']})")
+    return (f"{card['name']}: seed {s['seed']} of {src['arm']} (seeds {', '.join(map(str, src['seeds']))}) in {src['store']}; "
+            f"on its test ({src['test']}): {part('unseen')}, {part('seen')}; arm: mean ± 95 % t-interval over the seeds")
+
 def models() -> pd.DataFrame: # one row per shipped model
-    "List the shipped models with their model cards' essentials (PSNR on CBSD68 per sigma)."
+    "List the shipped models with their model cards' essentials (PSNR on CBSD68 per sigma) and where each seed stands in its arm."
     rows = []
     for n in pretrained_names():
         card = model_card(n)
@@ -270,6 +282,10 @@ def models() -> pd.DataFrame: # one row per shipped model
     table = pd.DataFrame(rows)
     print(table.to_string(index=False) if rows else "no shipped models")
     print("\nPSNR (dB) on CBSD68, DIL protocol; each card (dil_causal.models.model_card) says how the model was trained.")
+    lines = [t for t in (standing_text(model_card(n)) for n in pretrained_names()) if t]
+    if lines:
+        print("\nEach is one seed of its arm: the pair illustrates, the study decides (compare arms with the study's intervals, not these two).")
+        for t in lines: print(textwrap.fill(t, 118, subsequent_indent="  "))
     return table
 
 # %% ../nbs/60_cli.ipynb #2192895d

@@ -8,9 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 from torch import nn, Tensor
-from tqdm.auto import tqdm
 
-from .data import tensor_to_uint8
+from .data import progress as progress_bar, tensor_to_uint8
 from .models import model_device
 from .metrics import calculate_psnr, calculate_ssim
 from .sampler import Confounder, get_preset
@@ -60,7 +59,7 @@ def evaluate(model: nn.Module|None, # the restorer; None measures the distorted 
     model.eval()
     distortions = [(c, c.distortion(clip=clip)) for c in confs]  # built once (blur kernels etc.), used on every image
     rows = []
-    with torch.no_grad(), tqdm(total=len(images) * len(confs), desc="evaluate", disable=not progress, leave=False) as bar:
+    with torch.no_grad(), progress_bar(total=len(images) * len(confs), desc="evaluate", disable=not progress, leave=False) as bar:
         for name, clean in images.items():
             ref = tensor_to_uint8(clean)
             for c, distort in distortions:

@@ -5,7 +5,7 @@
 # %% ../nbs/40_train.ipynb #16b74d9a
 from __future__ import annotations
 
-import contextlib, copy, json, math, time, warnings
+import contextlib, copy, functools, json, math, time, warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -20,22 +20,23 @@ from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, default_collate
-from tqdm.auto import tqdm
 
-from .data import PatchDataset, load_images
+from .data import PatchDataset, load_images, progress
 from .evaluate import evaluate
-from .models import (atomic_write, build, check_finite, check_optimizer_state, load_tensors, read_history,
+from .distortions import motion_kernel
+from .models import (BACKBONES, atomic_write, build, check_finite, check_optimizer_state, load_tensors, read_history,
                                run_folder, save_file_atomic, save_model)
 from .sampler import Confounder, ConfounderSampler, get_preset, sample_generator
 from .lir import lir_data, lir_setup, lir_step
 
 # %% auto #0
-__all__ = ['METHODS', 'CHECKPOINT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'lr_factor', 'distort_item', 'DistortedPatches',
-           'paired_patches', 'distort_batch', 'counterfactual_views', 'ema_decay_at', 'ema_avg_fn', 'TrainState',
-           'adam_setup', 'erm_step', 'reptile_setup', 'dil_sf_step', 'dil_pf_step', 'virtual_update',
+__all__ = ['JPEG_MACROBLOCK', 'METHODS', 'CHECKPOINT', 'RESUME_MAY_CHANGE', 'STALL_DB', 'STALL_VALIDATIONS', 'TrainConfig',
+           'distortion_patch_need', 'backbone_patch_need', 'min_patch_size', 'lr_factor', 'distort_item',
+           'DistortedPatches', 'paired_patches', 'distort_batch', 'counterfactual_views', 'ema_decay_at', 'ema_avg_fn',
+           'TrainState', 'adam_setup', 'erm_step', 'reptile_setup', 'dil_sf_step', 'dil_pf_step', 'virtual_update',
            'ss_meta_objective', 'ps_meta_objective', 'meta_gradient', 'dil_ss_step', 'dil_ps_step',
            'second_order_setup', 'Method', 'held_out', 'split_validation', 'validate', 'save_checkpoint',
-           'load_checkpoint', 'resume_from', 'History', 'FitResult', 'fit']
+           'load_checkpoint', 'resume_from', 'History', 'FitResult', 'StallWatch', 'fit']
 
 # %% ../nbs/40_train.ipynb #38fa7a2f
 @dataclass
@@ -113,6 +114,46 @@ def _type_ok(value, hint: str) -> bool:
             "bool": lambda: isinstance(value, bool), "str": lambda: isinstance(value, str),
             "tuple": lambda: isinstance(value, (tuple, list)), "dict": lambda: isinstance(value, dict)}.get(hint, lambda: True)()
 
+JPEG_MACROBLOCK = 16 # Pillow's colour JPEG: 8x8 DCT blocks, chroma subsampled 2x (4:2:0), so 16x16 macroblocks
+
+def distortion_patch_need(d) -> tuple[int, str]: # (smallest patch side, why)
+    "The smallest patch side a distortion works on as it does on whole images: its kernels, blocks and downsampling fit."
+    fam = d.family
+    if fam in ("gaussian_blur", "motion_blur"):
+        k = max((d.kernel() if fam == "gaussian_blur" else motion_kernel(d.length, a)).shape[-1] for a in (0, 45))
+        return k // 2 + 1, f"{d!r} reflects its {k}x{k} kernel at the borders, which needs a side above its radius {k // 2}"
+    if fam == "jpeg": return JPEG_MACROBLOCK, f"{d!r} codes 16x16 macroblocks (8x8 DCT blocks, chroma subsampled 2x)"
+    if fam == "hybrid": return JPEG_MACROBLOCK, f"{d!r} ends in a JPEG stage of 16x16 macroblocks (its 21x21 blur needs 11)"
+    if fam == "downsample": return math.ceil(2 * d.scale), f"{d!r} must leave at least 2 pixels a side at 1/{d.scale:g} scale"
+    if fam == "realesrgan": return JPEG_MACROBLOCK * d.scale, f"{d!r} JPEG-codes the x{d.scale} downsampled image in 16x16 macroblocks"
+    return 1, f"{d!r} works pixel by pixel"
+
+def backbone_patch_need(name: str, kwargs: dict) -> tuple[int, str]: # (smallest patch side, why)
+    "The smallest patch side the backbone needs: its first convolution's kernel, its attention windows, its downsampling."
+    return _backbone_need(name, json.dumps(kwargs, sort_keys=True, default=str))
+
+@functools.lru_cache(maxsize=64)
+def _backbone_need(name: str, kwargs_json: str) -> tuple[int, str]:
+    kwargs = json.loads(kwargs_json)
+    with torch.device("meta"): net = build(name, **kwargs)  # shapes only: no memory, no initialisation
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).kernel_size[0]
+    needs = [(first, f"{name}'s first convolution is {first}x{first}")]
+    if getattr(net, "window_size", None): needs.append((net.window_size, f"{name} attends in {net.window_size}x{net.window_size} windows"))
+    n_down = {**getattr(BACKBONES[name], "keywords", {}), **kwargs}.get("n_down")
+    if n_down: needs.append((2 ** n_down, f"{name} downsamples {n_down} times by 2"))
+    return max(needs)
+
+def min_patch_size(c: TrainConfig) -> tuple[int, str]: # (smallest patch side, why)
+    "The smallest training patch for `c`: what its backbone and its training (seen) distortions need, whichever is more."
+    needs = [(1, "")]
+    try: needs.append(backbone_patch_need(c.backbone, c.backbone_kwargs))
+    except (KeyError, TypeError, ValueError, StopIteration): pass  # an unknown backbone or setting is reported by `build`
+    for conf in c.confounder_list():
+        if not conf.seen: continue
+        try: needs.append(distortion_patch_need(conf.distortion()))
+        except (KeyError, TypeError, ValueError): pass  # an unknown family is reported by the sampler
+    return max(needs)
+
 def _check_config(c: TrainConfig):
     "Raise a ValueError naming the first field of `c` with a wrong type or an out-of-range value."
     for f in fields(c):
@@ -127,6 +168,9 @@ def _check_config(c: TrainConfig):
     if isinstance(c.val, float) and not 0 < c.val < 1: raise ValueError(f"TrainConfig.val as a fraction must lie in (0, 1), got {c.val}")
     if not all(0 < m <= 1 for m in c.milestones): raise ValueError(f"TrainConfig.milestones are fractions of steps in (0, 1], got {c.milestones}")
     if c.data == "" or c.val == "": raise ValueError("TrainConfig.data and .val must name an image folder (or 'skimage'), got ''")
+    if c.warmup > c.steps: raise ValueError(f"TrainConfig.warmup must be <= steps ({c.steps}): the warm-up cannot outlast the run, got {c.warmup}")
+    need, why = min_patch_size(c)
+    if c.patch_size < need: raise ValueError(f"TrainConfig.patch_size must be >= {need} ({why}), got {c.patch_size}")
     known = globals().get("METHODS")  # the registry of method records, defined below with the step functions
     if known is not None and c.method not in known: raise ValueError(f"unknown method {c.method!r}; known methods: {', '.join(known)}")
     c.inner_betas, c.lir_betas = (tuple(float(b) for b in c.inner_betas), tuple(float(b) for b in c.lir_betas))  # PyTorch rejects integer betas
@@ -498,11 +542,12 @@ def split_validation(cfg: TrainConfig, # the run's configuration (`val`, `val_cr
 # %% ../nbs/40_train.ipynb #56affed5
 def validate(s: TrainState, # the training state
              images: dict, # name -> (3,H,W) validation image
+             input_only: bool = False, # measure the distorted input instead of the model (it never changes: once per run)
             ) -> float: # mean PSNR (dB) over images and seen confounders
-    "PSNR of the evaluated weights (`TrainState.eval_net`) on `images` at the seen degrees only; split over processes."
+    "PSNR of the evaluated weights (`TrainState.eval_net`), or of the distorted input, on `images` at the seen degrees only; split over processes."
     acc, names = s.accelerator, sorted(images)
     mine = {n: images[n] for n in names[acc.process_index::acc.num_processes]}
-    rows = evaluate(s.eval_net(), mine, s.sampler.seen, metrics=("psnr",), progress=False) if mine else None
+    rows = evaluate(None if input_only else s.eval_net(), mine, s.sampler.seen, metrics=("psnr",), progress=False) if mine else None
     psnrs = gather_object([] if rows is None else rows.psnr.tolist())
     return float(sum(psnrs) / len(psnrs))
 
@@ -597,7 +642,7 @@ def resume_from(path: Path, # a checkpoint of this run
 # %% ../nbs/40_train.ipynb #c53c0422
 class History:
     "The logged rows: appended to `history.jsonl` as they come (a killed run keeps them), a DataFrame at the end."
-    COLUMNS = ["step", "passes", "loss", "lr", "seconds", "val_psnr"]
+    COLUMNS = ["step", "passes", "loss", "lr", "seconds", "val_psnr", "val_input_psnr", "val_margin"]
     def __init__(self, out: Path, s: TrainState):
         self.path, self.s, self.t0 = out / "history.jsonl", s, time.perf_counter()
         self.rows = [r for r in read_history(self.path, repair=True) if r["step"] <= s.step] if s.step else []
@@ -608,11 +653,13 @@ class History:
         if s.cfg.log_with:  # hyper-parameters of simple types only (what trackers accept)
             s.accelerator.init_trackers("dil_causal", {k: v for k, v in asdict(s.cfg).items() if isinstance(v, (int, float, str, bool))})
 
-    def log(self, logs: dict, val: float|None) -> dict:
-        "Reduce the step's logs over processes, check the loss is finite, append a row."
+    def log(self, logs: dict, val: float|None, val_input: float|None = None) -> dict:
+        "Reduce the step's logs over processes, check the loss is finite, append a row (with the input's validation PSNR and the margin)."
         s, red = self.s, lambda v: s.accelerator.reduce(v.float(), "mean").item()
+        both = val is not None and val_input is not None
         row = {"step": s.step, "passes": s.passes, "loss": red(logs["loss"]), "lr": s.lr,
                "seconds": time.perf_counter() - self.t0, "val_psnr": val,
+               "val_input_psnr": val_input if both else None, "val_margin": val - val_input if both else None,
                **{k: red(v) for k, v in logs.items() if k != "loss"}}
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"{s.cfg.method}: the training loss became {row['loss']} at step {s.step}; stopping "
@@ -636,13 +683,28 @@ class History:
 class FitResult(NamedTuple):
     "What `fit` returns."
     model: nn.Module # the trained backbone (its EMA weights when `ema_decay` is set), unwrapped, in eval mode
-    history: pd.DataFrame # one row per logged step: step, passes, loss, lr, seconds, val_psnr, and the method's own terms
+    history: pd.DataFrame # one row per logged step: step, passes, loss, lr, seconds, val_psnr, val_input_psnr, val_margin, and the method's own terms
     checkpoint: Path # the saved model (safetensors)
 
 def _resolve(config: TrainConfig|None, overrides: dict) -> TrainConfig:
     return TrainConfig(**{**(asdict(config) if config is not None else {}), **overrides})
 
 def _due(step: int, every: int, last: bool) -> bool: return last or (every > 0 and step % every == 0)
+
+STALL_DB, STALL_VALIDATIONS = 0.05, 3 # warn when the model's validation PSNR stays this close to its input's this many times running
+
+class StallWatch:
+    "Warns once when the validation margin over the distorted input stays within `tol` dB for `n` validations running."
+    def __init__(self, label: str, tol: float = STALL_DB, n: int = STALL_VALIDATIONS):
+        self.label, self.tol, self.n, self.recent, self.warned = label, tol, n, [], False
+    def __call__(self, step: int, margin: float, val_input: float, lr: float):
+        self.recent = (self.recent + [(step, margin)])[-self.n:]
+        if self.warned or len(self.recent) < self.n or any(abs(m) > self.tol for _, m in self.recent): return
+        self.warned = True
+        warnings.warn(f"{self.label}: the model's validation PSNR has stayed within {self.tol} dB of its distorted input's "
+                      f"({val_input:.2f} dB) for {self.n} validations running (steps {', '.join(str(t) for t, _ in self.recent)}): "
+                      f"it outputs its input. Likely causes: a dead residual branch (identity output), a learning rate too "
+                      f"high or too low (lr {lr:g} now), or the initialisation", stacklevel=3)
 
 def _check_weights(s: TrainState):
     "Refuse to save weights that are not finite (an overflowing update with a finite loss)."
@@ -702,15 +764,19 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         history = History(out, s)
 
         model.train()
-        bar = tqdm(accelerator.skip_first_batches(loader, s.step), desc=method.label, initial=s.step, total=cfg.steps,
-                   leave=False, disable=not (cfg.progress and accelerator.is_main_process))
+        val_input, stall, shown = validate(s, val_images, input_only=True) if val_images else None, StallWatch(method.label), {}
+        bar = progress(accelerator.skip_first_batches(loader, s.step), desc=method.label, initial=s.step, total=cfg.steps,
+                       leave=False, disable=not (cfg.progress and accelerator.is_main_process))
         for batch in bar:
             logs = method.step(s, batch)
             s.advance(method.passes(len(sampler)))  # counters, schedules, EMA
             end, last = s.step == cfg.steps, s.step in (cfg.steps, stop_after)  # a session's last step is not the run's
             val = validate(s, val_images) if val_images and _due(s.step, cfg.val_every, end) else None
-            if val is not None: _keep_best(s, val, out)
-            if _due(s.step, cfg.log_every, last) or val is not None: bar.set_postfix(loss=f"{history.log(logs, val)['loss']:.4f}")
+            if val is not None: _keep_best(s, val, out); stall(s.step, val - val_input, val_input, s.lr)
+            if _due(s.step, cfg.log_every, last) or val is not None:
+                row = history.log(logs, val, val_input)
+                shown.update(loss=f"{row['loss']:.4f}", **({"margin": f"{row['val_margin']:+.2f} dB"} if val is not None and val_input is not None else {}))
+                bar.set_postfix(**shown)  # the last validation's margin over the input stays in view
             if _due(s.step, cfg.ckpt_every, last): _save(s, out, "checkpoint")
             if last: break
         bar.close()

@@ -49,3 +49,36 @@ def test_card_psnr_is_reproduced_by_eval(tmp_path, shared_data):
     card = {float(k): v for k, v in model_card(name)["psnr_cbsd68"].items()}
     assert df.image.nunique() == 68 and set(mine.index) == set(card)
     for sigma, psnr in card.items(): assert abs(mine[sigma] - psnr) < 0.05, (sigma, mine[sigma], psnr)
+
+
+def test_cards_state_the_seeds_standing_from_the_study():
+    """Each card's `standing` (where the shipped seed sits among its arm's 5 seeds) is what the study's committed result
+    store gives (final weights, CBSD68): recomputed here with bench/ship_models.standing, the one function that computes it."""
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ship_models import standing
+    for n in NAMES:
+        card = model_card(n)
+        s = card["standing"]
+        assert s["seed"] == card["seed"] == 4 and s["source"]["arm"] == card["arm"] and s["source"]["seeds"] == [1, 2, 3, 4, 5]
+        again = standing(ROOT / s["source"]["store"], s["source"]["arm"], s["seed"], s["source"]["dataset"])
+        for k in ("unseen", "seen"):
+            assert again[k]["degrees"] == s[k]["degrees"] and again[k]["rank"] == s[k]["rank"]
+            for v in ("seed_psnr", "arm_mean", "arm_ci95"): assert abs(again[k][v] - s[k][v]) < 1e-9, (n, k, v)
+    erm = model_card("erm-denoise-tiny")["standing"]["unseen"]
+    assert erm["degrees"] == [30, 40, 50] and erm["seed_psnr"] > erm["arm_mean"] + erm["arm_ci95"]  # the lucky seed
+    r = run([venv_bin("dil-causal"), "models"])
+    assert "the pair illustrates, the study decides" in r.stdout and "seed 4 of ERM (seeds 1, 2, 3, 4, 5)" in r.stdout, r.stdout
+    assert f"{erm['seed_psnr']:.2f} dB against the arm's {erm['arm_mean']:.2f} ± {erm['arm_ci95']:.2f}" in r.stdout.replace("\n  ", " ")
+
+
+def test_cards_digest_their_data_and_validation_split(shared_data):
+    from dil_causal.data import data_digest, find_dataset, image_files
+    from dil_causal.train import held_out
+    for n in NAMES:
+        card = model_card(n)
+        folder = find_dataset(card["data"]["set"], shared_data)
+        val = held_out([f.name for f in image_files(folder)], card["fit_config"]["val"])
+        assert card["data"]["digest"] == data_digest(folder) and card["data"]["val"]["digest"] == data_digest(folder, val)
+        assert card["data"]["val"]["images"] == len(val) == 22 and card["fit_config"]["data"] == "CBSD432"
