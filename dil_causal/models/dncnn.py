@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['conv_block', 'DnCNN']
+__all__ = ['conv_block', 'he_init_', 'DnCNN']
 
 # %% ../../nbs/32_models.dncnn.ipynb #1abe5da8
 def _norm(kind: str|None, nc: int) -> nn.Module|None:
@@ -25,6 +25,14 @@ def conv_block(nc: int, # channels in and out
     layers = [nn.Conv2d(nc, nc, 3, padding=1, bias=n is None)] + ([n] if n is not None else [])
     return nn.Sequential(*layers, nn.ReLU(inplace=True))
 
+# %% ../../nbs/32_models.dncnn.ipynb #e4d636a2
+def he_init_(m: nn.Module, # a module; used with `Module.apply`
+            ):
+    "He et al. (2015) initialisation of a convolution: Kaiming normal (fan-in, ReLU gain) weights, zero bias."
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        if m.bias is not None: nn.init.zeros_(m.bias)
+
 # %% ../../nbs/32_models.dncnn.ipynb #48e5f6c6
 class DnCNN(nn.Module):
     "DnCNN: `depth` 3x3 convolutions predict the noise; the output is `x - noise`."
@@ -39,6 +47,8 @@ class DnCNN(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(in_nc, nc, 3, padding=1), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*[conv_block(nc, norm) for _ in range(depth - 2)])
         self.tail = nn.Conv2d(nc, in_nc, 3, padding=1)
+        self.apply(he_init_)  # the paper's initialisation (see above); norm layers keep 1 and 0
+        nn.init.zeros_(self.tail.weight); nn.init.zeros_(self.tail.bias)  # ... but the noise estimate starts at 0
 
     def forward(self, x: Tensor, # (B,in_nc,H,W) noisy image in [0, 1]
                ) -> Tensor: # (B,in_nc,H,W) restored image
