@@ -26,6 +26,7 @@ from .evaluate import PROTOCOLS, evaluate
 from .models import load_model, model_card, pretrained_names, pretrained_path, read_record
 from .restore import restore_cli
 from .sampler import get_preset
+from .study import study_command
 from .train import TrainConfig, fit
 
 # %% auto #0
@@ -321,8 +322,9 @@ def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the 
     raise ValueError(f"unknown data action {action!r}: use 'list', 'verify' or 'prepare'")
 
 # %% ../nbs/60_cli.ipynb #ebd32849
-COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "models": models, "data": data}
-ALIASES = {"--from": "--source", "-n": "--name"} # option spellings that are Python keywords, and short forms
+COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "models": models, "data": data,
+            "study": study_command}
+ALIASES = {"--from": "--source", "-n": "--name", "--time-limit": "--time_limit"} # option spellings that are Python keywords, and short forms
 
 def _message(e: Exception) -> str:
     "One line for an error: an OSError's reason and file, otherwise its message."
