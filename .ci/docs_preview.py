@@ -3,8 +3,8 @@
 Quarto cannot be installed on every machine. This script runs nbdev's own processing of the notebooks (the same
 `_proc/` notebooks Quarto would render: hidden cells dropped, `show_doc` tables added, front matter from the title
 cell), then renders each with nbconvert from its stored outputs and lays the pages out as a site: a sidebar from
-`nbs/sidebar.yml` (the tutorials, then the API), a table of contents per page, equations typeset by a local copy of
-MathJax 3 (SVG output; from the pip package `django-static-mathjax`, which holds MathJax's files and nothing else), so
+`nbs/sidebar.yml` (the tutorials, then the API), a table of contents per page (to the page's `toc-depth`), equations
+typeset by a local copy of MathJax 3 (SVG output; from the pip package `django-static-mathjax`, which holds MathJax's files and nothing else), so
 that nothing is fetched from a network when a page is viewed, no `In`/`Out` prompts, markdown links in signatures
 turned into links, links between notebooks pointed at their pages, and each interactive explorer replaced by a note
 (its static figure is on the page). The site settings (title, description) come from the top-level _quarto.yml, the
@@ -108,9 +108,10 @@ def render_sidebar(contents, titles: dict, here: str) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def render_toc(body: str) -> str:
-    "A table of contents from the page's h2 and h3 headings (nbconvert gives them ids)."
-    heads = re.findall(r'<h([23]) id="([^"]+)"[^>]*>(.*?)</h\1>', body, flags=re.S)
+def render_toc(body: str, depth: int = 3) -> str:
+    "A table of contents from the page's headings (nbconvert gives them ids) from h2 down to h`depth`: the page's"
+    " `toc-depth` (front matter), Quarto's default 3."
+    heads = [h for h in re.findall(r'<h([2-6]) id="([^"]+)"[^>]*>(.*?)</h\1>', body, flags=re.S) if int(h[0]) <= depth]
     if not heads: return ""
     items = "".join(f'<li class="h{lvl}"><a href="#{hid}">{re.sub(r"<[^>]+>|¶", "", text).strip()}</a></li>'
                     for lvl, hid, text in heads)
@@ -165,11 +166,11 @@ def main(out: str = "_docs"):
             c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|"))
         nb.cells = [c for c in nb.cells if c.cell_type != "code" or c.source.strip() or c.get("outputs")]
         drop_widgets(nb)
-        pages.append((rel_nb, nb, fm.get("title", p.stem), fm.get("description", "")))
-    titles = {nb: title for nb, _, title, _ in pages}
+        pages.append((rel_nb, nb, fm.get("title", p.stem), fm.get("description", ""), int(fm.get("toc-depth", 3))))
+    titles = {nb: title for nb, _, title, _, _ in pages}
     site_url = (cfg.doc_host.rstrip("/") + "/" + cfg.doc_baseurl.strip("/")).rstrip("/")
     manifest = []
-    for rel_nb, nb, title, desc in pages:
+    for rel_nb, nb, title, desc, toc_depth in pages:
         here = "index.html" if rel_nb == "index.ipynb" else page_name(rel_nb)
         exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True,
                                 mathjax_url=rel("mathjax/tex-svg.js", here))
@@ -184,7 +185,7 @@ def main(out: str = "_docs"):
         layout = (f'{BANNER}<div id="topbar"><a href="{rel("index.html", here)}">{html.escape(site.get("title", cfg.lib_name))}</a>'
                   f'<span>{html.escape(site.get("description", ""))}</span></div>'
                   f'<div id="layout"><nav id="sidebar">{render_sidebar(sidebar, titles, here)}</nav>'
-                  f'<div id="content">{header}{main_html}</div>{render_toc(main_html)}</div>')
+                  f'<div id="content">{header}{main_html}</div>{render_toc(main_html, toc_depth)}</div>')
         body = body.replace(main_html, layout, 1)
         body = re.sub(r"<title>.*?</title>", f"<title>{html.escape(title)}</title>", body, count=1, flags=re.S)
         body = re.sub(r'<script type="text/x-mathjax-config">.*?</script>', "", body, flags=re.S)  # MathJax 2's; unused

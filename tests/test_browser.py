@@ -124,3 +124,26 @@ def test_an_explorer_works_in_jupyterlab(browser, tmp_path):
         page.close()
     finally:
         lab.terminate(); lab.wait(timeout=30)
+
+
+REPRODUCE_PAGES = ("reproduce.html", "reproduce.history.html")
+
+
+def test_reproduce_outlines_fit_the_window(site, browser):
+    "Issue #25: the reproduce pages' 'On this page' outline has at most two levels, each nested under the one above,"
+    " and fits a 1400x900 window whole (it used to list 49 headings, 1,381 px tall); the page opens on what it is now."
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    for name in REPRODUCE_PAGES:
+        page.goto((site / name).as_uri(), wait_until="load")
+        toc = page.evaluate("""() => { const t = document.querySelector('#toc');
+            return t && {levels: [...t.querySelectorAll('li')].map(l => +l.className.slice(1)), height: t.scrollHeight,
+                         top: t.getBoundingClientRect().top}; }""")
+        assert toc and toc["levels"], (name, "no outline")
+        levels = toc["levels"]
+        assert len(set(levels)) <= 2, (name, "outline levels", sorted(set(levels)))
+        assert levels[0] == 2 and all(b <= a + 1 for a, b in zip(levels, levels[1:])), (name, "an outline level jumps", levels)
+        assert toc["top"] + toc["height"] <= 900, (name, f"the outline ({len(levels)} entries, {toc['height']} px) runs past a 900 px window")
+    page.goto((site / "reproduce.html").as_uri(), wait_until="load")
+    first = page.evaluate("() => document.querySelector('#content .jp-RenderedMarkdown p').innerText")
+    assert "dil_causal.study" in first and "generalization.py" not in first, first
+    page.close()

@@ -90,3 +90,20 @@ def test_page_names():
 def test_quarto_config_has_one_source():
     link = ROOT / "nbs" / "_quarto.yml"
     assert link.is_symlink() and link.resolve() == (ROOT / "_quarto.yml").resolve()
+
+
+def test_reproduce_pages_outline_two_levels_nested():
+    "Issue #25: each reproduce page's outline stops at h2 (`toc-depth: 2` in its front matter) and its headings nest:"
+    " no level skipped, neither in its text nor in the headings its cells print (a result set's under its section)."
+    for name in ("70_reproduce.ipynb", "72_reproduce.history.ipynb"):
+        nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
+        fm = next((yaml.safe_load(c.source.strip().strip("-")) for c in nb.cells if c.cell_type == "raw" and c.source.startswith("---")), {})
+        assert fm.get("toc-depth") == 2, (name, fm)
+        texts = []
+        for c in nb.cells:
+            if c.cell_type == "markdown": texts.append(c.source)
+            texts += ["".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", [])]
+        levels = [len(h) for t in texts for h in re.findall(r"^(#+) ", re.sub(r"```.*?```", "", t, flags=re.S), flags=re.M)]
+        assert levels[0] == 1 and levels.count(1) == 1, (name, "one title, first")
+        assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), (name, "a heading skips a level", levels)
+        assert sum(1 for lvl in levels if lvl == 2) <= 12, (name, "too many sections for one outline")
