@@ -1,10 +1,12 @@
-"""Make the data bundle of the GPU study (bench/study.py --scale gpu): at most 40 MB, copied into a git-ignored folder
-of the repository so that it travels with the working tree to a GPU machine.
+"""Make the data bundle of the GPU study (`dil-causal study ... --study gpu-denoise`): at most 40 MB, copied into a
+git-ignored folder of the repository (`bundle/`) so that it travels with the working tree to a GPU machine, where it is
+the study's data root: `dil-causal study plan|run STORE --data bundle`.
 
-It holds CBSD432_jpg (the training JPEGs, as they are) and the study's test images: the 12 seeded images of CBSD68 and
-of Kodak24 (random.Random(0) over the sorted names, as bench/study.py and bench/generalization.py pick them),
-centre-cropped to 192 px and saved as PNG (lossless). The study crops them again to 192 px, which changes nothing, so
-the bundle's measurements equal those on the full folders. A MANIFEST.sha256 lists every file.
+It holds CBSD432_jpg (the training JPEGs, as they are: the units' data digest equals the one on the full folder) and
+the study's test images: the 12 seeded images of CBSD68 and of Kodak24 (random.Random(0) over the sorted names, as
+`dil_causal.study.load_test_set` picks them), centre-cropped to 192 px and saved as PNG (lossless). The study reads
+all 12 of a 12-image folder and crops them again to 192 px, which changes nothing, so the bundle's measurements equal
+those on the full folders. A MANIFEST.sha256 lists every file.
 
 Usage: python bench/make_bundle.py [--data ../shared/data] [--out bundle]
 """

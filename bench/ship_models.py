@@ -1,6 +1,6 @@
 """Ship the decisive study's trained denoisers inside the package, each with a model card.
 
-From a finished CPU study (bench/study.py), per shipped name it takes one final run — the seed with the best final
+From a finished CPU study (a store of `dil_causal.study`), per shipped name it takes one final run — the seed with the best final
 SEEN-degree validation PSNR (never a test image) — copies its model file (the EMA weights) into dil_causal/pretrained/
 and writes NAME.json beside it: how it was trained (the study command, the fit() configuration, data, commit,
 hardware) and what it measures on CBSD68 (all 68 images, full size, DIL protocol: PSNR per sigma, and the noisy
@@ -40,7 +40,7 @@ def data_record(folder, val: float, description: str = DATA_SENTENCE) -> dict:
 
 def study_tests(study: Path) -> tuple[pd.DataFrame, str, dict]:
     "A study's test scores (arm, seed, dataset, degree, seen, psnr, weights), what they were read from, and its settings."
-    if (study / "final_tests.csv").exists():  # the result sets of bench/study.py
+    if (study / "final_tests.csv").exists():  # a CSV result set of the study's former one-sitting script
         return pd.read_csv(study / "final_tests.csv"), "final_tests.csv", json.loads((study / "meta.json").read_text()).get("settings", {})
     from dil_causal.study import results  # a store of dil_causal.study: one record per unit
     return results(study).tests, "units/*.json", json.loads((study / "study.json").read_text())["study"]
