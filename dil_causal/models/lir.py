@@ -5,17 +5,19 @@
 # %% ../../nbs/33_models.lir.ipynb #7c0bf206
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['NORMS', 'ACTS', 'OUT_ACTS', 'conv_block', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
-           'MultiScaleDiscriminator', 'LatentDiscriminator', 'LIR']
+__all__ = ['NORMS', 'ACTS', 'OUT_ACTS', 'INITS', 'conv_block', 'ResBlock', 'Encoder', 'Decoder', 'PatchDiscriminator',
+           'MultiScaleDiscriminator', 'LatentDiscriminator', 'LIR', 'weights_init_', 'lir_init_']
 
 # %% ../../nbs/33_models.lir.ipynb #eadd6f6f
-NORMS, ACTS, OUT_ACTS = ("none", "bn"), ("lrelu", "relu"), ("sigmoid", "tanh")
+NORMS, ACTS, OUT_ACTS, INITS = ("none", "bn"), ("lrelu", "relu"), ("sigmoid", "tanh"), ("kaiming", "default")
 
 def _act(kind: str = "lrelu") -> nn.Module:
     "The activation `kind`: 'lrelu' (LeakyReLU, slope 0.2) or 'relu' (the public code's)."
@@ -125,9 +127,10 @@ class LIR(nn.Module):
                  norm: str = "none", # encoders' and residual blocks' normalisation: "none" or "bn" (the public code's)
                  act: str = "lrelu", # encoders' and decoders' activation: "lrelu" or "relu" (the public code's)
                  out_act: str = "sigmoid", # "sigmoid": the networks see images in [0, 1]; "tanh": in [-1, 1] (the public code's decoders)
+                 init: str = "kaiming", # "kaiming": the public code's initialisation (`lir_init_`); "default": PyTorch's (LIR's before it)
                 ):
         super().__init__()
-        for v, ok in ((norm, NORMS), (act, ACTS), (out_act, OUT_ACTS)):
+        for v, ok in ((norm, NORMS), (act, ACTS), (out_act, OUT_ACTS), (init, INITS)):
             if v not in ok: raise ValueError(f"LIR: {v!r} is not one of {ok}")
         self.n_down, self.symmetric = n_down, out_act == "tanh"
         kw = dict(norm=norm, act=act)
@@ -139,6 +142,7 @@ class LIR(nn.Module):
         self.D_X = MultiScaleDiscriminator(nd, d_layers, d_scales)
         self.D_Y = MultiScaleDiscriminator(nd, d_layers, d_scales)
         self.D_R = LatentDiscriminator(c, nd_latent)
+        if init == "kaiming": lir_init_(self)
 
     GENERATORS, DISCRIMINATORS = ("E_X", "E_XN", "E_Y", "G_X", "G_Y"), ("D_X", "D_Y", "D_R")
     def generator_parameters(self) -> list[nn.Parameter]:
@@ -157,6 +161,24 @@ class LIR(nn.Module):
         ph, pw = -h % m, -w % m
         if ph or pw: x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return self.to_unit(self.G_Y(self.E_X(self.to_model(x))))[..., :h, :w]
+
+# %% ../../nbs/33_models.lir.ipynb #4b7d9e12
+def weights_init_(m: nn.Module, # a module; used with `Module.apply`
+                  kind: str = "kaiming", # "kaiming": normal, fan-in, gain √2; "gaussian": N(0, 0.02)
+                 ):
+    "The public code's `utils.weights_init` on one convolution or linear layer: `kind` weights, zero bias."
+    if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)): return
+    if kind == "kaiming": nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+    elif kind == "gaussian": nn.init.normal_(m.weight, 0.0, 0.02)
+    else: raise ValueError(f"weights_init_: unknown kind {kind!r}; known: 'kaiming', 'gaussian'")
+    if m.bias is not None: nn.init.zeros_(m.bias)
+
+def lir_init_(model: LIR, # the networks to initialise, in place
+             ) -> LIR:
+    "The public code's initialisation: Kaiming normal encoders and decoders, N(0, 0.02) discriminators, zero biases."
+    for n in model.GENERATORS: getattr(model, n).apply(partial(weights_init_, kind="kaiming"))
+    for n in model.DISCRIMINATORS: getattr(model, n).apply(partial(weights_init_, kind="gaussian"))
+    return model
 
 # %% ../../nbs/33_models.lir.ipynb #e5f6a7b8
 @patch
