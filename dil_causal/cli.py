@@ -84,9 +84,9 @@ def demo(output: str = "runs/demo", # folder for checkpoints, the results CSV an
          backbone: str = "dncnn-tiny", # backbone preset (see dil_causal.models.BACKBONES)
          patch_size: int = 32, # training patch size
          batch_size: int = 8, # training batch size
-         lr: float = 2e-3, # learning rate of ERM's Adam
-         inner_lr: float = 2e-3, # learning rate of DIL_sf's inner Adam (its virtual updates)
-         meta_lr: float = 8e-3, # learning rate of DIL_sf's meta Adam (4 x inner_lr: the 'unthrottled' pairing)
+         lr: float = 1e-3, # learning rate of ERM's Adam
+         inner_lr: float = 1e-3, # learning rate of DIL_sf's inner Adam (its virtual updates)
+         meta_lr: float = 4e-3, # learning rate of DIL_sf's meta Adam (4 x inner_lr: the 'unthrottled' pairing)
          seed: int = 0, # seed of training and of the test noise
          quiet: bool = False, # print nothing: no progress bars, no table
         ) -> pd.DataFrame: # the comparison table
