@@ -152,3 +152,21 @@ def test_flattening_and_wall_time_tables():
     assert "not by 3,600 passes" in S.flattening_text(res)
     text = S.wall_time_text(res)
     assert "ERM 10.0 ms" in text and "DIL_sf shared 20.0 ms" in text and "2.00× ERM's time per pass" in text and "upper bound" in text
+
+
+def test_ensemble_engine_gives_the_process_engine_answer(uninterrupted, tmp_path):
+    "The GPU path (engine \"ensemble\": each stage's units of an arm as one `fit_many` ensemble) on the CPU at smoke"
+    " scale: the same units, and scores equal to the process engine's up to float rounding."
+    from dataclasses import replace
+    from dil_causal import study as S
+    S.Store.create(tmp_path / "store", replace(S.STUDIES["smoke"], engine="ensemble"))
+    r = run([sys.executable, "-c", f"from dil_causal import study as S; S.run({str(tmp_path / 'store')!r}, work={str(tmp_path / 'work')!r}, progress=False)"],
+            env=ENV, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    ens, proc = S.results(tmp_path / "store"), S.results(uninterrupted)
+    assert sorted(ens.units.name) == sorted(proc.units.name)                # the same units (keys), the same names
+    key = ["arm", "seed", "dataset", "family", "degree", "weights"]
+    a = ens.tests.sort_values(key).reset_index(drop=True)
+    b = proc.tests.sort_values(key).reset_index(drop=True)
+    assert len(a) == len(b) == 4 * 2 * 7 * 3
+    np.testing.assert_allclose(a.psnr.values, b.psnr.values, atol=0.05)  # dB: members equal single runs up to rounding
