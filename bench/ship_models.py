@@ -14,11 +14,10 @@ the study's own test (`standing`): the pair illustrates, the study decides.
 Usage: python bench/ship_models.py --study bench/results/study-cpu-denoise --work /work/study/work-cpu [--data ../shared/data]
        python bench/ship_models.py --study bench/results/study-cpu-denoise --refresh   # rewrite the shipped cards' data and standing only
 """
-import argparse, json, math, os, shutil
+import argparse, json, os, shutil
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SENTENCE = "CBSD432 (432 BSDS500 JPEGs, CBSD68 excluded), 5 % held out for validation"
@@ -49,6 +48,7 @@ def study_tests(study: Path) -> tuple[pd.DataFrame, str, dict]:
 def standing(study, arm: str, seed: int, dataset: str = "CBSD68") -> dict:
     """Where `seed` of `arm` sits among the arm's seeds on the study's test set `dataset` (final weights): its mean PSNR
     over the unseen and over the seen degrees, beside the arm's mean and 95 % t-interval half-width over the seeds."""
+    from dil_causal.study import t_interval
     study = Path(study)
     t, source, settings = study_tests(study)
     t = t[(t.arm == arm) & (t.dataset == dataset) & (t.weights == "final")]
@@ -63,7 +63,7 @@ def standing(study, arm: str, seed: int, dataset: str = "CBSD68") -> dict:
         per = part.groupby("seed").psnr.mean()
         n = len(per)
         out[key] = {"degrees": sorted(int(d) for d in set(part.degree)), "seed_psnr": float(per[seed]), "arm_mean": float(per.mean()),
-                    "arm_ci95": float(stats.t.ppf(0.975, n - 1) * per.std(ddof=1) / math.sqrt(n)),
+                    "arm_ci95": t_interval(per.values)[1],  # the study's own 95 % t-interval
                     "rank": int((per > per[seed]).sum() + 1), "of": n}
     return out
 
