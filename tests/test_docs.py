@@ -8,6 +8,9 @@ import yaml
 
 from conftest import ROOT, run
 
+# The preview is built into nbs/ and _proc/ of the working tree: its tests share one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("site")
+
 sys.path.insert(0, str(ROOT / ".ci"))
 from docs_preview import page_name, sidebar_notebooks  # noqa: E402
 
