@@ -1155,6 +1155,9 @@ def plot_map(table: pd.DataFrame, # `study_map` rows
     b.set(xlabel="backbone parameters", ylabel="ERM − noisy input, unseen (dB)", title="Does ERM fail? (above its input)")
     a.margins(x=0.15); b.margins(x=0.3)  # room for the annotations
     b.legend(fontsize=7)
+    ticks = sorted(table.parameters.unique())
+    for ax in (a, b):  # one tick per measured capacity, in millions of parameters
+        ax.set_xticks(ticks, [f"{t / 1e6:.2g} M" for t in ticks]); ax.xaxis.set_minor_formatter(plt.NullFormatter())
     fig.tight_layout()
     if path: fig.savefig(path, dpi=90); plt.close(fig)
     return fig
