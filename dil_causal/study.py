@@ -509,6 +509,8 @@ def train_unit(study: Study, unit: Unit, store: str|Path, work: str|Path, root: 
         seconds += time.perf_counter() - t0
         _track(study, unit, s, stop, r.model, time.perf_counter() - t0)
     if r is None: r = fit(resume=True, images=images, **s["cfg"])  # every session was tracked before an interruption
+    # an interrupted session's time is not in the sum above; the history counts training time across sessions
+    seconds = max(seconds, float(r.history.seconds.iloc[-1]))
     return _finish(study, unit, s, r.history, r.model, seconds, root, Path(store))
 
 def _work(study: dict, unit: dict, store: str, work: str, root: str) -> dict:

@@ -644,8 +644,10 @@ class History:
     "The logged rows: appended to `history.jsonl` as they come (a killed run keeps them), a DataFrame at the end."
     COLUMNS = ["step", "passes", "loss", "lr", "seconds", "val_psnr", "val_input_psnr", "val_margin"]
     def __init__(self, out: Path, s: TrainState):
-        self.path, self.s, self.t0 = out / "history.jsonl", s, time.perf_counter()
+        self.path, self.s = out / "history.jsonl", s
         self.rows = [r for r in read_history(self.path, repair=True) if r["step"] <= s.step] if s.step else []
+        # seconds count the run's training time: a resumed run goes on from its last kept row, not from zero
+        self.t0 = time.perf_counter() - ((self.rows[-1].get("seconds") or 0.0) if self.rows else 0.0)
         if s.accelerator.is_main_process:
             if not s.step: (out / "model_best.safetensors").unlink(missing_ok=True)  # a replaced run's selection
             atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(asdict(s.cfg), indent=2, default=str)))
