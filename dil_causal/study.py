@@ -1107,10 +1107,11 @@ def import_csv_study(folder: str|Path, # a result set of the former one-sitting 
 PAPER_ERM_MARGIN = 4.0 # the paper's RRDB ERM on CBSD68 at σ 50: 18.96 dB, about 4 dB above the noisy input
 
 def study_map(stores: list, # study stores of one task
+              min_seeds: int = 2, # an arm with fewer seeds paired with the baseline is left out (no interval yet)
              ) -> pd.DataFrame: # one row per store and DIL arm
     "Where ERM fails and whether DIL helps there: per store (backbone, parameters, budget), the baseline's margin over"
     " its input on the unseen degrees (at the `pick` degree too), and each arm − baseline on unseen and seen degrees,"
-    " paired by seed, with 95 % intervals and n."
+    " paired by seed, with 95 % intervals and n. A store still growing shows once `min_seeds` seeds are paired."
     from dil_causal.models import build, n_parameters
     rows = []
     for store in stores:
@@ -1132,6 +1133,7 @@ def study_map(stores: list, # study stores of one task
         for arm in st.arms[1:]:
             x = g[(g.arm == arm) & (g.dataset == ds)]
             un, se = x[~x.seen.astype(bool)].gain.values, x[x.seen.astype(bool)].gain.values
+            if len(un) < min_seeds: continue
             rows.append(dict(store=Path(store).name, task=st.task, backbone=st.backbone, parameters=n_parameters(build(st.backbone)),
                              passes=st.final_passes, arm=arm, dataset=ds, n=len(un),
                              base_margin=m_all[0], base_margin_ci=m_all[1], base_margin_pick=m_pick[0], base_margin_pick_ci=m_pick[1],
