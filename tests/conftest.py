@@ -34,8 +34,16 @@ def shared_data():
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    "The docs preview (.ci/docs_preview.py), built once for the docs and browser tests."
-    out = tmp_path_factory.mktemp("site") / "_docs"
-    r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    """The docs preview (.ci/docs_preview.py), built once per test session for the docs and browser tests. The build
+    writes into the working tree (nbs/sidebar.yml, _proc/), so under pytest-xdist the first worker to need it builds it
+    under a file lock in the folder the session's workers share, and the others wait for it and reuse it."""
+    import fcntl
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"): base = base.parent  # popen-gwN's parent: one per session
+    out = base / "site" / "_docs"
+    with open(base / "site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "preview.json").exists():
+            r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
+            assert r.returncode == 0, r.stderr[-3000:]
     return out

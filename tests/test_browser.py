@@ -16,9 +16,6 @@ import pytest
 
 from conftest import ROOT, run
 
-# The preview is built into nbs/ and _proc/ of the working tree: its tests share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("site")
-
 sys.path.insert(0, str(ROOT / ".ci"))
 from docs_preview import page_name  # noqa: E402
 from test_docs import all_notebooks  # noqa: E402
