@@ -196,6 +196,17 @@ def _model_file(checkpoint: str, name: str, command: str) -> str:
     if bool(checkpoint) == bool(name): raise ValueError(f"{command} needs --checkpoint FILE or --name NAME (-n; see `dil-causal models`)")
     return checkpoint or str(pretrained_path(name))
 
+def _pick_degrees(preset: str, degrees: str) -> list:
+    "The preset's confounders, only those at `degrees` (comma-separated) when it is given; unknown degrees are named."
+    confs = get_preset(preset)
+    if not degrees.strip(): return confs
+    try: want = [float(d) for d in degrees.split(",") if d.strip()]
+    except ValueError: raise ValueError(f"--degrees {degrees!r} is not a comma-separated list of numbers") from None
+    have = sorted({c.degree for c in confs})
+    missing = [d for d in want if d not in have]
+    if missing: raise ValueError(f"--degrees {', '.join(f'{d:g}' for d in missing)} not in preset {preset!r}; its degrees: {', '.join(f'{d:g}' for d in have)}")
+    return [c for c in confs if c.degree in want]
+
 def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (model.safetensors); or --name
                     name: str = "", # a shipped model (see `dil-causal models`), instead of --checkpoint
                     data: str = "skimage", # "skimage", a registered benchmark set (e.g. CBSD68), an image folder or one image file
@@ -204,6 +215,7 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
                     root: str|None = None, # data root for registered sets (default $DIL_DATA, else ~/.cache/dil_causal/data)
                     crop_border: int = 0, # pixels cropped from each edge before measuring
                     limit: int = 0, # evaluate only the first this many images (0: all)
+                    degrees: str = "", # comma-separated degrees of the preset to test, e.g. "15,50" (default: all)
                     output: str|None = None, # write every measurement to this CSV file
                     plot: str|None = None, # write a plot of PSNR against the distortion degree (model and noisy input) to this PNG
                     metrics: str = "psnr,ssim,psnr_y,ssim_y", # comma-separated metrics (SSIM takes most of the time)
@@ -214,11 +226,12 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
     model = load_model(checkpoint)
     images = _test_images(data, root)
     if limit: images = dict(list(images.items())[:limit])
+    confs = _pick_degrees(preset, degrees)
     rec = read_record(checkpoint)
     label = f"{rec.get('method', 'model')} ({rec['backbone']})"
     ms = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    rows = evaluate(model, images, preset, protocol=protocol, crop_border=crop_border, dataset=data, metrics=ms).assign(method=label)
-    noisy = evaluate(None, images, preset, protocol=protocol, crop_border=crop_border, dataset=data, progress=False,
+    rows = evaluate(model, images, confs, protocol=protocol, crop_border=crop_border, dataset=data, metrics=ms).assign(method=label)
+    noisy = evaluate(None, images, confs, protocol=protocol, crop_border=crop_border, dataset=data, progress=False,
                      metrics=ms).assign(method="input")
     if output: Path(output).parent.mkdir(parents=True, exist_ok=True); pd.concat([rows, noisy]).to_csv(output, index=False)
     keys = ["family", "degree", "seen"]
