@@ -336,7 +336,7 @@ def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the 
 # %% ../nbs/60_cli.ipynb #ebd32849
 COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "models": models, "data": data,
             "study": study_command}
-ALIASES = {"--from": "--source", "-n": "--name", "--time-limit": "--time_limit"} # option spellings that are Python keywords, and short forms
+ALIASES = {"--from": "--source", "-n": "--name", "--time-limit": "--time_limit", "--no-reuse": "--no_reuse"} # option spellings that are Python keywords, and short forms
 
 def _message(e: Exception) -> str:
     "One line for an error: an OSError's reason and file, otherwise its message."

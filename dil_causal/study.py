@@ -22,12 +22,12 @@ from .train import METHODS, TrainConfig
 __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'STAGES', 'NOT_KEYED', 'GROWS', 'CPU_MS_PER_PASS', 'FLAT_DB',
            'RATE_COLUMNS', 'PAPER_ERM_MARGIN', 'Task', 'Arm', 'Study', 'Unit', 'unit_key', 'make_unit', 'Store', 'rank',
            'selections', 'plan', 'study_root', 'dataset_folder', 'training_files', 'load_test_set', 'unit_data',
-           'machine', 'source_commit', 'train_unit', 'in_shard', 'estimate_seconds', 'default_work', 'pending', 'run',
-           'run_ensembles', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test', 'paired_table',
-           'arms_table', 'budget_ladder', 'flattening', 'flattening_text', 'best_checkpoint_text', 'wall_time_text',
-           'input_psnr', 'margin_table', 'family_table', 'selection_ablation', 'missing_text', 'answer_text',
-           'plot_curves', 'report', 'status', 'study_command', 'import_csv_study', 'study_map', 'plot_map',
-           'committed_store', 'answer_sentence']
+           'machine', 'source_commit', 'train_unit', 'in_shard', 'estimate_seconds', 'default_work', 'pending', 'adopt',
+           'run', 'run_ensembles', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test',
+           'paired_table', 'arms_table', 'budget_ladder', 'flattening', 'flattening_text', 'best_checkpoint_text',
+           'wall_time_text', 'input_psnr', 'margin_table', 'family_table', 'selection_ablation', 'missing_text',
+           'answer_text', 'plot_curves', 'report', 'status', 'study_command', 'import_csv_study', 'study_map',
+           'plot_map', 'committed_store', 'answer_sentence']
 
 # %% ../nbs/71_study.ipynb #a423adfd
 PROTOCOL = 1 # the training protocol: bump only when training behaviour changes (a store keeps the one it was planned with)
@@ -579,6 +579,27 @@ def pending(store: Store, root: Path, shard: str|None = None) -> tuple[list[Unit
     units, waiting = plan(store.study, records, unit_data(store.study, root))
     return [u for u in units if u.key not in records and in_shard(u.key, shard)], waiting, records
 
+def adopt(store: Store, # the store that lacks the units
+          units: list[Unit], # units of its plan not yet finished
+          stores: list|None = None, # stores to copy from (default: every store beside it, in the same folder)
+         ) -> list[dict]: # the records copied
+    "Copy into `store` the records of `units` that another store already holds under the same key (the same protocol,"
+    " task, backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests: the same run),"
+    " marked `reused_from` with the store that trained it."
+    if stores is None: stores = [f.parent for f in sorted(store.path.parent.glob("*/study.json"))]
+    stores = [Path(s) for s in stores if Path(s).resolve() != store.path.resolve()]
+    out = []
+    for u in units:
+        for other in stores:
+            f = other / "units" / f"{u.name}.json"
+            if not f.is_file(): continue
+            try: rec = json.loads(f.read_text())
+            except json.JSONDecodeError: continue  # a damaged record is not copied: the unit trains here
+            if rec.get("key") != u.key: continue
+            rec = dict(rec, reused_from=rec.get("reused_from") or other.name)
+            store.write(rec); out.append(rec); break
+    return out
+
 def run(store: str|Path, # a study store (see `Store.create`)
         time_limit: float|None = None, # seconds: start no unit whose estimate would end after this; None: no limit
         jobs: int = 2, # units trained at once, each in its own process
@@ -588,7 +609,8 @@ def run(store: str|Path, # a study store (see `Store.create`)
         data: str|Path|None = None, # data root (default: `study_root`)
         progress: bool = True, # a progress bar over units with an ETA from measured time per pass
         max_units: int|None = None, # start at most this many units
-       ) -> list[dict]: # the records of the units this call finished
+        reuse: bool = True, # copy a unit's record from a store beside this one that holds the same key (`adopt`) instead of training it
+       ) -> list[dict]: # the records of the units this call finished (copied ones included)
     "Train the store's missing units in priority order (a final unit waits for its arm's selection) until none is left"
     " that fits in the time limit; finished units are never trained again; an interrupted one leaves nothing in the store."
     from dil_causal.data import progress as bar_of
@@ -598,7 +620,7 @@ def run(store: str|Path, # a study store (see `Store.create`)
     if st.study.protocol != PROTOCOL:
         raise ValueError(f"{st.path} was planned under training protocol {st.study.protocol}; this package trains protocol "
                          f"{PROTOCOL}: its units are read-only here (report them, or start a new store)")
-    if st.study.engine == "ensemble": return run_ensembles(st, root, work, time_limit, progress)
+    if st.study.engine == "ensemble": return run_ensembles(st, root, work, time_limit, progress, reuse=reuse)
     deadline = time.time() + time_limit if time_limit else None
     done, running, started, skipped = [], {}, 0, set()
     todo, waiting, records = pending(st, root, shard)
@@ -607,6 +629,9 @@ def run(store: str|Path, # a study store (see `Store.create`)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=module._init_worker, initargs=(threads,)) as pool:
         while True:
             todo, waiting, records = pending(st, root, shard)
+            if reuse and (got := adopt(st, [u for u in todo if u.key not in {x.key for x in running.values()}])):
+                for r in got: print(f"{r['name']}: copied from {r['reused_from']} (the same key), not trained again", flush=True)
+                done += got; bar.update(len(got)); continue  # plan again: a copied selection unit may release final units
             for u in todo:
                 if len(running) >= jobs or (max_units is not None and started >= max_units): break
                 if u.key in {x.key for x in running.values()} or u.key in skipped: continue
@@ -632,7 +657,7 @@ def run(store: str|Path, # a study store (see `Store.create`)
 
 # %% ../nbs/71_study.ipynb #adda980e
 def run_ensembles(st: Store, root: Path, work: Path, time_limit: float|None = None, progress: bool = True,
-                  segments: int = 10) -> list[dict]:
+                  segments: int = 10, reuse: bool = True) -> list[dict]:
     "The GPU path: the missing units of one stage and arm train together as one vectorised ensemble (`fit_many`), in"
     " `segments` stretches; before each, a stretch that its measured pace says would end after the time limit is not"
     " started (the group's checkpoints stay in the work folder, and the next call resumes them)."
@@ -643,6 +668,7 @@ def run_ensembles(st: Store, root: Path, work: Path, time_limit: float|None = No
     while True:
         todo, _, records = pending(st, root)
         if not todo: break
+        if reuse and (got := adopt(st, todo)): done += got; continue
         group = [u for u in todo if (u.stage, u.arm, u.passes) == (todo[0].stage, todo[0].arm, todo[0].passes)]
         measured = [r for r in records.values() if r["hardware"] == here]  # a pace from this kind of machine, else none
         est = estimate_seconds(st.study, group[0], {r["key"]: r for r in measured}) if measured else 0.0
@@ -1028,6 +1054,7 @@ def study_command(action: str, # plan, run, status or report
                   shard: str = "", # run: "i/N" trains only the units whose key hashes to i of N (one store per machine; copy them together)
                   work: str = "", # run: checkpoint folder outside the store (default: $DIL_STUDY_WORK or ~/.cache/dil_causal/study-work)
                   data: str = "", # data root with the training and test sets (default: $DIL_DATA or ../shared/data)
+                  no_reuse: bool = False, # run: train every unit here, even one that a store beside this one holds under the same key
                   json: bool = False, # status: one JSON object per cell, for scripts
                   save: bool = False, # report: also write answer.md and curves.png into the store
                  ):
@@ -1045,7 +1072,7 @@ def study_command(action: str, # plan, run, status or report
         print(f"ready units: about {est / 3600:.1f} h on one process")
     elif action == "run":
         done = run(store, time_limit=time_limit or None, jobs=jobs, threads=threads, shard=shard or None,
-                   work=work or None, data=data or None)
+                   work=work or None, data=data or None, reuse=not no_reuse)
         print(f"{len(done)} units finished; `dil-causal study status {store}` says what is left")
     elif action == "status":
         s = status(store)
