@@ -19,7 +19,7 @@ def test_eval_into_a_log_file(tmp_path, shared_data):
     assert r.returncode == 0, text[-3000:]
     progress = [l for l in text.splitlines() if l.startswith("evaluate:")]
     assert "\r" not in text, f"{text.count(chr(13))} carriage returns in the log"
-    assert 5 <= len(progress) <= 12, progress          # 42 images x degrees: a line every 10 % and one at the end
+    assert 5 <= len(progress) <= 12, progress          # 6 images x 7 degrees: a line every 10 % and one at the end
     assert progress[-1].startswith("evaluate: 42/42 it (100 %)") and progress[-1].endswith("(done)")
     assert len(text.encode()) < 3000, len(text.encode())  # the table and ~10 short lines (tqdm wrote ~9 KB)
 
