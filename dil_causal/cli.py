@@ -223,10 +223,10 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
     "Evaluate a saved or shipped model on a test set under a confounder preset; print mean PSNR/SSIM per degree beside the input's."
     checkpoint = _model_file(checkpoint, name, "eval")
     if limit < 0: raise ValueError(f"--limit must be 0 (all images) or a positive count, got {limit}")
+    confs = _pick_degrees(preset, degrees)  # bad arguments fail before the model and the images load
     model = load_model(checkpoint)
     images = _test_images(data, root)
     if limit: images = dict(list(images.items())[:limit])
-    confs = _pick_degrees(preset, degrees)
     rec = read_record(checkpoint)
     label = f"{rec.get('method', 'model')} ({rec['backbone']})"
     ms = tuple(m.strip() for m in metrics.split(",") if m.strip())
