@@ -579,25 +579,41 @@ def pending(store: Store, root: Path, shard: str|None = None) -> tuple[list[Unit
     units, waiting = plan(store.study, records, unit_data(store.study, root))
     return [u for u in units if u.key not in records and in_shard(u.key, shard)], waiting, records
 
+def _same_run(store: Store, u: Unit, rec: dict, stage: str) -> bool:
+    "Whether `rec` (a record of `stage`) is the training run of unit `u` under another stage's name: the key this store's"
+    " study gives that stage equals the record's, and under `u`'s own stage it gives `u`'s key (the same training data)."
+    args = (u.arm, dict(u.rates), u.seed, u.passes, u.config, rec.get("data", {}).get("digest"))
+    return rec.get("key") == unit_key(store.study, stage, *args) and unit_key(store.study, u.stage, *args) == u.key
+
 def adopt(store: Store, # the store that lacks the units
           units: list[Unit], # units of its plan not yet finished
           stores: list|None = None, # stores to copy from (default: every store beside it, in the same folder)
          ) -> list[dict]: # the records copied
     "Copy into `store` the records of `units` that another store already holds under the same key (the same protocol,"
     " task, backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests: the same run),"
-    " marked `reused_from` with the store that trained it."
+    " marked `reused_from` with the store that trained it. Sweep, refine and ladder units train alike (no tests, no"
+    " tracking), so one of them is also the same run as another stage's unit with everything else equal: that record is"
+    " copied under this unit's stage, name and key, with `reused_name` saying what it was called where it trained."
     if stores is None: stores = [f.parent for f in sorted(store.path.parent.glob("*/study.json"))]
     stores = [Path(s) for s in stores if Path(s).resolve() != store.path.resolve()]
     out = []
     for u in units:
+        alike = [] if u.stage == "final" else [s for s in STAGES if s not in ("final", u.stage)]
         for other in stores:
-            f = other / "units" / f"{u.name}.json"
-            if not f.is_file(): continue
-            try: rec = json.loads(f.read_text())
-            except json.JSONDecodeError: continue  # a damaged record is not copied: the unit trains here
-            if rec.get("key") != u.key: continue
-            rec = dict(rec, reused_from=rec.get("reused_from") or other.name)
-            store.write(rec); out.append(rec); break
+            found = [(u.stage, other / "units" / f"{u.name}.json")] + [
+                (s, f) for s in alike for f in sorted((other / "units").glob(f"{s}{u.name[len(u.stage):-12]}*.json"))]
+            for stage, f in found:
+                if not f.is_file(): continue
+                try: rec = json.loads(f.read_text())
+                except json.JSONDecodeError: continue  # a damaged record is not copied: the unit trains here
+                if stage == u.stage and rec.get("key") != u.key: continue
+                if stage != u.stage and not _same_run(store, u, rec, stage): continue
+                extra = {} if stage == u.stage else dict(key=u.key, name=u.name, unit=dict(rec["unit"], stage=u.stage),
+                                                           reused_name=rec.get("reused_name") or rec["name"])
+                rec = dict(rec, **extra, reused_from=rec.get("reused_from") or other.name)
+                store.write(rec); out.append(rec); break
+            else: continue
+            break
     return out
 
 def run(store: str|Path, # a study store (see `Store.create`)
@@ -630,7 +646,8 @@ def run(store: str|Path, # a study store (see `Store.create`)
         while True:
             todo, waiting, records = pending(st, root, shard)
             if reuse and (got := adopt(st, [u for u in todo if u.key not in {x.key for x in running.values()}])):
-                for r in got: print(f"{r['name']}: copied from {r['reused_from']} (the same key), not trained again", flush=True)
+                for r in got: print(f"{r['name']}: copied from {r['reused_from']}" + (f" ({r['reused_name']})" if "reused_name" in r else "")
+                                     + " (the same run), not trained again", flush=True)
                 done += got; bar.update(len(got)); continue  # plan again: a copied selection unit may release final units
             for u in todo:
                 if len(running) >= jobs or (max_units is not None and started >= max_units): break
