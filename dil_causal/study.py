@@ -588,6 +588,7 @@ def _same_run(store: Store, u: Unit, rec: dict, stage: str) -> bool:
 def adopt(store: Store, # the store that lacks the units
           units: list[Unit], # units of its plan not yet finished
           stores: list|None = None, # stores to copy from (default: every store beside it, in the same folder)
+          write: bool = True, # False: only say what would be copied (`study plan`)
          ) -> list[dict]: # the records copied
     "Copy into `store` the records of `units` that another store already holds under the same key (the same protocol,"
     " task, backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests: the same run),"
@@ -611,7 +612,8 @@ def adopt(store: Store, # the store that lacks the units
                 extra = {} if stage == u.stage else dict(key=u.key, name=u.name, unit=dict(rec["unit"], stage=u.stage),
                                                            reused_name=rec.get("reused_name") or rec["name"])
                 rec = dict(rec, **extra, reused_from=rec.get("reused_from") or other.name)
-                store.write(rec); out.append(rec); break
+                if write: store.write(rec)
+                out.append(rec); break
             else: continue
             break
     return out
@@ -1089,7 +1091,7 @@ def study_command(action: str, # plan, run, status or report
                   shard: str = "", # run: "i/N" trains only the units whose key hashes to i of N (one store per machine; copy them together)
                   work: str = "", # run: checkpoint folder outside the store (default: $DIL_STUDY_WORK or ~/.cache/dil_causal/study-work)
                   data: str = "", # data root with the training and test sets (default: $DIL_DATA or ../shared/data)
-                  no_reuse: bool = False, # run: train every unit here, even one that a store beside this one holds under the same key
+                  no_reuse: bool = False, # plan, run: train every unit here, even one that a store beside this one holds under the same key
                   json: bool = False, # status: one JSON object per cell, for scripts
                   save: bool = False, # report: also write answer.md and curves.png into the store
                  ):
@@ -1101,10 +1103,13 @@ def study_command(action: str, # plan, run, status or report
         units, waiting, records = pending(st, study_root(data or None))
         print(f"{st.path}: {st.study.task}, {st.study.backbone}, arms {', '.join(st.study.arms)}; {len(records)} units done, "
               f"{len(units)} ready to run, {sum(len(w['seeds']) for w in waiting)} waiting for a selection")
-        est = sum(estimate_seconds(st.study, u, records) for u in units)
-        for u in units[:20]: print(f"  {u.name}  ≈{estimate_seconds(st.study, u, records) / 60:.1f} min")
+        copy = {} if no_reuse else {r["key"]: r for r in adopt(st, units, write=False)}  # `run` copies these, trains nothing
+        est = sum(estimate_seconds(st.study, u, records) for u in units if u.key not in copy)
+        for u in units[:20]:
+            print(f"  {u.name}  " + (f"copied from {copy[u.key]['reused_from']}" if u.key in copy else
+                                     f"≈{estimate_seconds(st.study, u, records) / 60:.1f} min"))
         if len(units) > 20: print(f"  … {len(units) - 20} more")
-        print(f"ready units: about {est / 3600:.1f} h on one process")
+        print(f"ready units: about {est / 3600:.1f} h on one process" + (f" ({len(copy)} of them copied, not trained)" if copy else ""))
     elif action == "run":
         done = run(store, time_limit=time_limit or None, jobs=jobs, threads=threads, shard=shard or None,
                    work=work or None, data=data or None, reuse=not no_reuse)
