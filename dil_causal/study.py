@@ -5,7 +5,7 @@
 # %% ../nbs/71_study.ipynb #31de4e15
 from __future__ import annotations
 
-import ctypes, hashlib, json, math, os, platform, random, shutil, signal, subprocess, sys, time
+import ctypes, hashlib, itertools, json, math, os, platform, random, shutil, signal, subprocess, sys, time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
@@ -580,10 +580,25 @@ def pending(store: Store, root: Path, shard: str|None = None) -> tuple[list[Unit
     return [u for u in units if u.key not in records and in_shard(u.key, shard)], waiting, records
 
 def _same_run(store: Store, u: Unit, rec: dict, stage: str) -> bool:
-    "Whether `rec` (a record of `stage`) is the training run of unit `u` under another stage's name: the key this store's"
-    " study gives that stage equals the record's, and under `u`'s own stage it gives `u`'s key (the same training data)."
+    "Whether `rec` (a record of `stage`) is the training run of unit `u`: the same key, or, under another stage's name,"
+    " the key this store's study gives that stage, while under `u`'s own stage it gives `u`'s key (the same data)."
+    if stage == u.stage: return rec.get("key") == u.key
     args = (u.arm, dict(u.rates), u.seed, u.passes, u.config, rec.get("data", {}).get("digest"))
     return rec.get("key") == unit_key(store.study, stage, *args) and unit_key(store.study, u.stage, *args) == u.key
+
+def _find_run(store: Store, u: Unit, other: Path) -> dict|None:
+    "The record in store `other` of unit `u`'s training run (its own name first, then a non-final stage's), or None."
+    alike = [] if u.stage == "final" else [s for s in STAGES if s not in ("final", u.stage)]
+    files = itertools.chain([(u.stage, other / "units" / f"{u.name}.json")],  # globbed only when the name is not there
+                            ((s, f) for s in alike for f in sorted((other / "units").glob(f"{s}{u.name[len(u.stage):-12]}*.json"))))
+    for stage, f in files:
+        if not f.is_file(): continue
+        try: rec = json.loads(f.read_text())
+        except json.JSONDecodeError: continue  # a damaged record is not copied: the unit trains here
+        if not _same_run(store, u, rec, stage): continue
+        if stage == u.stage: return rec
+        return dict(rec, key=u.key, name=u.name, unit=dict(rec["unit"], stage=u.stage), reused_name=rec.get("reused_name") or rec["name"])
+    return None
 
 def adopt(store: Store, # the store that lacks the units
           units: list[Unit], # units of its plan not yet finished
@@ -599,23 +614,11 @@ def adopt(store: Store, # the store that lacks the units
     stores = [Path(s) for s in stores if Path(s).resolve() != store.path.resolve()]
     out = []
     for u in units:
-        alike = [] if u.stage == "final" else [s for s in STAGES if s not in ("final", u.stage)]
-        for other in stores:
-            found = [(u.stage, other / "units" / f"{u.name}.json")] + [
-                (s, f) for s in alike for f in sorted((other / "units").glob(f"{s}{u.name[len(u.stage):-12]}*.json"))]
-            for stage, f in found:
-                if not f.is_file(): continue
-                try: rec = json.loads(f.read_text())
-                except json.JSONDecodeError: continue  # a damaged record is not copied: the unit trains here
-                if stage == u.stage and rec.get("key") != u.key: continue
-                if stage != u.stage and not _same_run(store, u, rec, stage): continue
-                extra = {} if stage == u.stage else dict(key=u.key, name=u.name, unit=dict(rec["unit"], stage=u.stage),
-                                                           reused_name=rec.get("reused_name") or rec["name"])
-                rec = dict(rec, **extra, reused_from=rec.get("reused_from") or other.name)
-                if write: store.write(rec)
-                out.append(rec); break
-            else: continue
-            break
+        rec, other = next(((r, o) for o in stores if (r := _find_run(store, u, o)) is not None), (None, None))
+        if rec is None: continue
+        rec = dict(rec, reused_from=rec.get("reused_from") or other.name)
+        if write: store.write(rec)
+        out.append(rec)
     return out
 
 def run(store: str|Path, # a study store (see `Store.create`)
@@ -1104,10 +1107,10 @@ def study_command(action: str, # plan, run, status or report
         print(f"{st.path}: {st.study.task}, {st.study.backbone}, arms {', '.join(st.study.arms)}; {len(records)} units done, "
               f"{len(units)} ready to run, {sum(len(w['seeds']) for w in waiting)} waiting for a selection")
         copy = {} if no_reuse else {r["key"]: r for r in adopt(st, units, write=False)}  # `run` copies these, trains nothing
-        est = sum(estimate_seconds(st.study, u, records) for u in units if u.key not in copy)
+        secs = {u.key: estimate_seconds(st.study, u, records) for u in units if u.key not in copy}
+        est = sum(secs.values())
         for u in units[:20]:
-            print(f"  {u.name}  " + (f"copied from {copy[u.key]['reused_from']}" if u.key in copy else
-                                     f"≈{estimate_seconds(st.study, u, records) / 60:.1f} min"))
+            print(f"  {u.name}  " + (f"copied from {copy[u.key]['reused_from']}" if u.key in copy else f"≈{secs[u.key] / 60:.1f} min"))
         if len(units) > 20: print(f"  … {len(units) - 20} more")
         print(f"ready units: about {est / 3600:.1f} h on one process" + (f" ({len(copy)} of them copied, not trained)" if copy else ""))
     elif action == "run":
