@@ -1112,7 +1112,7 @@ def study_command(action: str, # plan, run, status or report
         for u in units[:20]:
             print(f"  {u.name}  " + (f"copied from {copy[u.key]['reused_from']}" if u.key in copy else f"≈{secs[u.key] / 60:.1f} min"))
         if len(units) > 20: print(f"  … {len(units) - 20} more")
-        print(f"ready units: about {est / 3600:.1f} h on one process" + (f" ({len(copy)} of them copied, not trained)" if copy else ""))
+        print(f"ready units: about " + (f"{est / 3600:.1f} h" if est >= 3600 else f"{est / 60:.0f} min") + " on one process" + (f" ({len(copy)} of them copied, not trained)" if copy else ""))
     elif action == "run":
         done = run(store, time_limit=time_limit or None, jobs=jobs, threads=threads, shard=shard or None,
                    work=work or None, data=data or None, reuse=not no_reuse)
