@@ -1222,7 +1222,7 @@ def plot_map(table: pd.DataFrame, # `study_map` rows
     a.set(xlabel="backbone parameters", ylabel="DIL − tuned ERM, unseen (dB)", title="Does DIL help? (paired by seed, 95 % CI)")
     a.legend(fontsize=7)
     base = table.drop_duplicates(["store"]).sort_values("parameters")
-    for k, (passes, g) in enumerate(base.groupby("passes")):  # one line per budget: capacities are compared at equal passes
+    for passes, g in base.groupby("passes"):  # one line per budget: capacities are compared at equal passes
         line = b.errorbar(g.parameters, g.base_margin_pick, yerr=g.base_margin_pick_ci, marker="s", capsize=3, label=f"at σ 50, {passes:,} passes")
         b.errorbar(g.parameters * 1.04, g.base_margin, yerr=g.base_margin_ci, marker="o", ls="--", capsize=3, alpha=0.6,
                    color=line[0].get_color(), label=f"mean over σ 30–50, {passes:,} passes")
