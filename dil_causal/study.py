@@ -25,9 +25,9 @@ __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'STAGES', '
            'machine', 'source_commit', 'train_unit', 'in_shard', 'estimate_seconds', 'default_work', 'pending', 'adopt',
            'run', 'run_ensembles', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test',
            'paired_table', 'arms_table', 'budget_ladder', 'flattening', 'flattening_text', 'best_checkpoint_text',
-           'wall_time_text', 'input_psnr', 'margin_table', 'collapsed_runs', 'family_table', 'selection_ablation',
-           'missing_text', 'answer_text', 'plot_curves', 'report', 'status', 'study_command', 'import_csv_study',
-           'study_map', 'plot_map', 'committed_store', 'answer_sentence']
+           'wall_time_text', 'input_psnr', 'margin_table', 'validation_margin', 'collapsed_runs', 'family_table',
+           'selection_ablation', 'missing_text', 'answer_text', 'plot_curves', 'report', 'status', 'study_command',
+           'import_csv_study', 'study_map', 'plot_map', 'committed_store', 'answer_sentence']
 
 # %% ../nbs/71_study.ipynb #a423adfd
 PROTOCOL = 1 # the training protocol: bump only when training behaviour changes (a store keeps the one it was planned with)
@@ -934,18 +934,25 @@ def margin_table(res: Results) -> pd.DataFrame:
     order = {a: i for i, a in enumerate(res.study.arms)}
     return pd.DataFrame(rows).sort_values(["seen", "arm", "dataset"], key=lambda c: c.map(order) if c.name == "arm" else c)
 
-def collapsed_runs(res: Results, # a study's results
-                   tol: float = 0.05, # dB: how close to its input's PSNR a run's last validation must be
-                  ) -> pd.DataFrame: # one row per such run: arm, seed, val_psnr (its last), input
-    "Final runs whose last seen-degree validation lies within `tol` dB of the distorted input's: the run ended"
-    " returning its input (the collapse `fit` warns about) — a setting that validation picked on one run failing on"
-    " a fresh seed. Such runs stay in every mean: leaving them out would select on the outcome."
+def validation_margin(res: Results) -> pd.DataFrame: # one row per final run: arm, seed, val_psnr (its last), input, margin
+    "Each final run's last seen-degree validation PSNR, the distorted input's on the same held-out crops, and the"
+    " margin between them: how far above its input a run ended on the degrees it was trained for."
     fin = res.units[res.units.part == "final"]
-    if fin.empty or "val_input_psnr" not in fin: return pd.DataFrame(columns=["arm", "seed", "val_psnr", "input"])
+    if fin.empty or "val_input_psnr" not in fin: return pd.DataFrame(columns=["arm", "seed", "val_psnr", "input", "margin"])
     c = res.curves[res.curves.part == "final"].sort_values("passes")
     d = pd.DataFrame({"val_psnr": c.groupby(["arm", "seed"]).val_psnr.last()})
     d["input"] = fin.set_index(["arm", "seed"]).val_input_psnr.reindex(d.index)
-    return d[(d.val_psnr - d.input).abs() < tol].reset_index()
+    d["margin"] = d.val_psnr - d.input
+    return d.reset_index()
+
+def collapsed_runs(res: Results, # a study's results
+                   tol: float = 0.05, # dB: how close to its input's PSNR a run's last validation must be
+                  ) -> pd.DataFrame: # one row per such run: arm, seed, val_psnr (its last), input, margin
+    "Final runs whose last seen-degree validation lies within `tol` dB of the distorted input's: the run ended"
+    " returning its input (the collapse `fit` warns about) — a setting that validation picked on one run failing on"
+    " a fresh seed. Such runs stay in every mean: leaving them out would select on the outcome."
+    d = validation_margin(res)
+    return d[d.margin.abs() < tol].reset_index(drop=True)
 
 def family_table(res: Results, dataset: str|None = None) -> pd.DataFrame:
     "Per distortion (family and degree) on one test set: the input's PSNR, the baseline's margin over it, and each"
