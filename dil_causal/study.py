@@ -947,12 +947,12 @@ def validation_margin(res: Results) -> pd.DataFrame: # one row per final run: ar
 
 def collapsed_runs(res: Results, # a study's results
                    tol: float = 0.05, # dB: how close to its input's PSNR a run's last validation must be
-                  ) -> pd.DataFrame: # one row per such run: arm, seed, val_psnr (its last), input, margin
+                  ) -> pd.DataFrame: # one row per such run: arm, seed, val_psnr (its last), input
     "Final runs whose last seen-degree validation lies within `tol` dB of the distorted input's: the run ended"
     " returning its input (the collapse `fit` warns about) — a setting that validation picked on one run failing on"
     " a fresh seed. Such runs stay in every mean: leaving them out would select on the outcome."
     d = validation_margin(res)
-    return d[d.margin.abs() < tol].reset_index(drop=True)
+    return d[d.margin.abs() < tol].drop(columns="margin").reset_index(drop=True)
 
 def family_table(res: Results, dataset: str|None = None) -> pd.DataFrame:
     "Per distortion (family and degree) on one test set: the input's PSNR, the baseline's margin over it, and each"
