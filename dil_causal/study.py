@@ -25,9 +25,9 @@ __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'STAGES', '
            'machine', 'source_commit', 'train_unit', 'in_shard', 'estimate_seconds', 'default_work', 'pending', 'adopt',
            'run', 'run_ensembles', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test',
            'paired_table', 'arms_table', 'budget_ladder', 'flattening', 'flattening_text', 'best_checkpoint_text',
-           'wall_time_text', 'input_psnr', 'margin_table', 'validation_margin', 'collapsed_runs', 'family_table',
-           'selection_ablation', 'missing_text', 'answer_text', 'plot_curves', 'report', 'status', 'study_command',
-           'import_csv_study', 'study_map', 'plot_map', 'committed_store', 'answer_sentence']
+           'wall_time_text', 'input_psnr', 'margin_table', 'validation_margin', 'collapsed_runs', 'failed_runs',
+           'family_table', 'selection_ablation', 'missing_text', 'answer_text', 'plot_curves', 'report', 'status',
+           'study_command', 'import_csv_study', 'study_map', 'plot_map', 'committed_store', 'answer_sentence']
 
 # %% ../nbs/71_study.ipynb #a423adfd
 PROTOCOL = 1 # the training protocol: bump only when training behaviour changes (a store keeps the one it was planned with)
@@ -954,6 +954,26 @@ def collapsed_runs(res: Results, # a study's results
     d = validation_margin(res)
     return d[d.margin.abs() < tol].drop(columns="margin").reset_index(drop=True)
 
+def failed_runs(res: Results, # a study's results
+                tol: float = 0.05, # dB: a run whose last validation is less than this above its input's has failed
+               ) -> pd.DataFrame: # one row per failed run: arm, seed, kind, best (validation), fell_at (passes), val_psnr (last), input
+    "Final runs that ended at or below their distorted input on the seen degrees they were trained for: `kind` says"
+    " \"returned its input\" (within `tol` dB of it, `collapsed_runs`) or \"diverged\" (below it), `best` is the run's best"
+    " validation and `fell_at` the first validation point at or below its input after that best. A seen-degree failure is"
+    " an optimisation failure, not the unseen-degree failure DIL is meant to remove; such runs stay in every mean."
+    d = validation_margin(res)
+    d = d[d.margin < tol]
+    c = res.curves[res.curves.part == "final"].sort_values("passes")
+    rows = []
+    for r in d.itertuples():
+        k = c[(c.arm == r.arm) & (c.seed == r.seed)].reset_index(drop=True)
+        after = k.iloc[int(k.val_psnr.idxmax()):]
+        fell = after[after.val_psnr < r.input + tol].passes
+        rows.append(dict(arm=r.arm, seed=r.seed, kind="returned its input" if abs(r.margin) < tol else "diverged",
+                         best=k.val_psnr.max(), fell_at=int(fell.iloc[0]) if len(fell) else int(k.passes.iloc[0]),
+                         val_psnr=r.val_psnr, input=r.input))
+    return pd.DataFrame(rows, columns=["arm", "seed", "kind", "best", "fell_at", "val_psnr", "input"])
+
 def family_table(res: Results, dataset: str|None = None) -> pd.DataFrame:
     "Per distortion (family and degree) on one test set: the input's PSNR, the baseline's margin over it, and each"
     " arm − baseline paired by seed — where a task mixes distortion types, the average hides where ERM fails."
@@ -1044,11 +1064,14 @@ def answer_text(res: Results) -> str:
                  "could; beside it the protocol's answer.\n\n| arm − baseline | selection | seeds | unseen mean ± 95 % CI (dB) | "
                  "chosen at (passes, per seed) |\n|---|---|---|---|---|\n" +
                  "".join(f"| {r.arm} | {r.selection} | {r.n} | {r.gain:+.2f} ± {r.ci:.2f} | {r.passes} |\n" for r in a.itertuples()))
-    dead = collapsed_runs(res)
+    dead = failed_runs(res)
     if not dead.empty:
-        text += ("\n## Runs that ended returning their input\n\nTheir last seen-degree validation equals the distorted input's "
-                 "(within 0.05 dB); they stay in every mean above.\n\n| arm | seed | last validation (dB) | input (dB) |\n|---|---|---|---|\n" +
-                 "".join(f"| {r.arm} | {r.seed} | {r.val_psnr:.2f} | {r.input:.2f} |\n" for r in dead.itertuples()))
+        text += ("\n## Runs that ended at or below their input\n\nTheir last seen-degree validation is the distorted input's "
+                 "(within 0.05 dB: the run returns its input) or below it (the run diverged): a failure on the degrees they were "
+                 "trained for. They stay in every mean above.\n\n| arm | seed | kind | best validation (dB) | fell at (passes) | "
+                 "last validation (dB) | input (dB) |\n|---|---|---|---|---|---|---|\n" +
+                 "".join(f"| {r.arm} | {r.seed} | {r.kind} | {r.best:.2f} | {r.fell_at:,} | {r.val_psnr:.2f} | {r.input:.2f} |\n"
+                         for r in dead.itertuples()))
     return text + ("\n" + missing_text(res) if res.missing else "")
 
 # %% ../nbs/71_study.ipynb #9d1730b9
@@ -1188,7 +1211,9 @@ def study_map(stores: list, # study stores of one task
              ) -> pd.DataFrame: # one row per store and DIL arm
     "Where ERM fails and whether DIL helps there: per store (backbone, parameters, budget), the baseline's margin over"
     " its input on the unseen degrees (at the `pick` degree too), and each arm − baseline on unseen and seen degrees,"
-    " paired by seed, with 95 % intervals and n. A store still growing shows once `min_seeds` seeds are paired."
+    " paired by seed, with 95 % intervals and n; `*_best` the same with each run's best seen-validation checkpoint (early"
+    " stopping), and `base_failed`, `arm_failed` the runs that ended at or below their input on the *seen* degrees"
+    " (`failed_runs`). A store still growing shows once `min_seeds` seeds are paired."
     from dil_causal.models import build, n_parameters
     rows = []
     for store in stores:
@@ -1206,35 +1231,75 @@ def study_map(stores: list, # study stores of one task
             at = b[(b.family == task.pick[0]) & np.isclose(b.degree.astype(float), task.pick[1])]
             m_pick = t_interval(at.psnr.values - inp[(ds, task.pick[0], float(task.pick[1]))])
         else: m_pick = (float("nan"), float("nan"))
-        g = paired(res)
+        g, gb, failed = paired(res), paired(res, "best"), failed_runs(res)
         for arm in st.arms[1:]:
             x = g[(g.arm == arm) & (g.dataset == ds)]
             un, se = x[~x.seen.astype(bool)].gain.values, x[x.seen.astype(bool)].gain.values
             if len(un) < min_seeds: continue
+            xb = gb[(gb.arm == arm) & (gb.dataset == ds)]
+            early = {k: t_interval(xb[xb.seen.astype(bool) == s].gain.values) if len(xb) else (float("nan"),) * 2
+                     for k, s in (("unseen", False), ("seen", True))}
+            seeds = set(x.seed)   # the paired seeds: failures of either arm among them
             rows.append(dict(store=Path(store).name, task=st.task, backbone=st.backbone, parameters=n_parameters(build(st.backbone)),
                              passes=st.final_passes, arm=arm, dataset=ds, n=len(un),
                              base_margin=m_all[0], base_margin_ci=m_all[1], base_margin_pick=m_pick[0], base_margin_pick_ci=m_pick[1],
-                             unseen=t_interval(un)[0], unseen_ci=t_interval(un)[1], seen=t_interval(se)[0], seen_ci=t_interval(se)[1]))
+                             unseen=t_interval(un)[0], unseen_ci=t_interval(un)[1], seen=t_interval(se)[0], seen_ci=t_interval(se)[1],
+                             unseen_best=early["unseen"][0], unseen_best_ci=early["unseen"][1],
+                             seen_best=early["seen"][0], seen_best_ci=early["seen"][1],
+                             base_failed=int(((failed.arm == base) & failed.seed.isin(seeds)).sum()),
+                             arm_failed=int(((failed.arm == arm) & failed.seed.isin(seeds)).sum())))
     return pd.DataFrame(rows)
+
+def _clip_failed(ax, x, y, ci, failed, what):
+    "Keep `ax`'s y-range on the rows without failed runs; mark a row with one hollow, its off-scale mean ± interval written in."
+    ok = ~failed
+    if not failed.any(): return
+    if ok.any():
+        lo, hi = (y[ok] - ci[ok]).min(), (y[ok] + ci[ok]).max()
+        pad = 0.3 * (hi - lo) + 0.5
+        lo, hi = min(lo, 0) - pad, hi + pad
+        if ((y[failed] - ci[failed]) < lo).any() or ((y[failed] + ci[failed]) > hi).any(): ax.set_ylim(lo, hi)
+    lo, hi = ax.get_ylim()
+    for xi, yi, h in zip(x[failed], y[failed], ci[failed]):
+        at = min(max(yi, lo), hi)
+        ax.plot([xi], [at], "^" if yi > hi else "v" if yi < lo else "o", mfc="white", mec="C3", ms=7, zorder=4)
+        ax.annotate(f"{yi:+.1f} ± {h:.1f} dB\n{what}", (xi, at), fontsize=6.5, color="C3", ha="left",
+                    va="top" if at > (lo + hi) / 2 else "bottom", textcoords="offset points", xytext=(6, 0))
 
 def plot_map(table: pd.DataFrame, # `study_map` rows
              path: str|Path|None = None):
     "DIL − ERM on unseen degrees against capacity and budget (95 % intervals), and ERM's margin over its input beside it."
+    " A row with a run that failed on the seen degrees (`failed_runs`) is drawn hollow; the y-range follows the rows"
+    " without one, and an interval that leaves it is written beside its point."
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    failed_rows = []
     for k, ((arm, passes), g) in enumerate(table.groupby(["arm", "passes"])):
         g = g.sort_values("parameters")
-        a.errorbar(g.parameters * 1.04 ** k, g.unseen, yerr=g.unseen_ci, marker="o", capsize=3, label=f"{arm}, {passes:,} passes")
+        bad = (g.base_failed + g.arm_failed > 0).values if "base_failed" in g else np.zeros(len(g), bool)
+        ok = g[~bad]   # a row with a failed run is not joined to the others: its mean is that run's
+        line = a.errorbar(ok.parameters * 1.04 ** k, ok.unseen, yerr=ok.unseen_ci, marker="o", capsize=3, label=f"{arm}, {passes:,} passes")
+        a.errorbar(g.parameters[bad] * 1.04 ** k, g.unseen[bad], yerr=g.unseen_ci[bad], fmt="none", capsize=3, ecolor=line[0].get_color())
+        failed_rows.append((g.parameters.values[bad] * 1.04 ** k, g.unseen.values[bad], g.unseen_ci.values[bad]))
+    if failed_rows:
+        fx, fy, fc = (np.concatenate(v) for v in zip(*failed_rows))
+        okr = table[(table.base_failed + table.arm_failed == 0)] if "base_failed" in table else table
+        _clip_failed(a, np.r_[okr.parameters.values, fx], np.r_[okr.unseen.values, fy], np.r_[okr.unseen_ci.values, fc],
+                     np.r_[np.zeros(len(okr), bool), np.ones(len(fx), bool)], "a run diverged")
     a.axhline(0, color="k", lw=0.8); a.set_xscale("log")
     a.set(xlabel="backbone parameters", ylabel="DIL − tuned ERM, unseen (dB)", title="Does DIL help? (paired by seed, 95 % CI)")
     a.legend(fontsize=7)
     base = table.drop_duplicates(["store"]).sort_values("parameters")
-    for passes, g in base.groupby("passes"):  # one line per budget: capacities are compared at equal passes
+    bad = (base.base_failed > 0).values if "base_failed" in base else np.zeros(len(base), bool)
+    for passes, g in base[~bad].groupby("passes"):  # one line per budget: capacities are compared at equal passes
         line = b.errorbar(g.parameters, g.base_margin_pick, yerr=g.base_margin_pick_ci, marker="s", capsize=3, label=f"at σ 50, {passes:,} passes")
         b.errorbar(g.parameters * 1.04, g.base_margin, yerr=g.base_margin_ci, marker="o", ls="--", capsize=3, alpha=0.6,
                    color=line[0].get_color(), label=f"mean over σ 30–50, {passes:,} passes")
-    for r in base.itertuples(): b.annotate(f"{r.backbone}, {r.passes:,}", (r.parameters, r.base_margin_pick), fontsize=7,
-                                           textcoords="offset points", xytext=(4, 4))
+    b.errorbar(base.parameters[bad], base.base_margin_pick[bad], yerr=base.base_margin_pick_ci[bad], fmt="none", capsize=3, ecolor="C3")
+    for r in base[~bad].itertuples():
+        b.annotate(f"{r.backbone}, {r.passes:,}", (r.parameters, r.base_margin_pick), fontsize=7, textcoords="offset points", xytext=(4, 4))
+    _clip_failed(b, base.parameters.values, base.base_margin_pick.values, base.base_margin_pick_ci.values, bad,
+                 "\n".join(f"{r.backbone}, {r.passes:,}: an ERM run diverged" for r in base[bad].itertuples()))
     b.axhline(PAPER_ERM_MARGIN, color="r", ls="--", lw=1, label="the paper's ERM at σ 50 (RRDB, 16.6 M)")
     b.axhline(0, color="k", lw=0.8); b.set_xscale("log")
     b.set(xlabel="backbone parameters", ylabel="ERM − noisy input, unseen (dB)", title="Does ERM fail? (above its input)")
@@ -1242,7 +1307,8 @@ def plot_map(table: pd.DataFrame, # `study_map` rows
     b.legend(fontsize=7)
     ticks = sorted(table.parameters.unique())
     for ax in (a, b):  # one tick per measured capacity, in millions of parameters
-        ax.set_xticks(ticks, [f"{t / 1e6:.2g} M" for t in ticks]); ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xticks(ticks, [f"{t / 1e6:.2g}" for t in ticks], rotation=45); ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("backbone parameters (millions)")
     fig.tight_layout()
     if path: fig.savefig(path, dpi=90); plt.close(fig)
     return fig
