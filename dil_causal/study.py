@@ -190,6 +190,11 @@ STUDIES = { # the studies this package plans; `dil-causal study plan STORE --stu
                                ladder=(), track_points=6),
     "cpu-denoise-rrdb-small": Study(backbone="rrdb-small", arms=("ERM", "DIL_sf independent"), sweep_passes=0,
                                     grids=_RRDB_SMALL_GRIDS, ladder=(), track_points=6),
+    # a sensitivity check, planned after ERM's seed 2 diverged at its pick (lr 3e-3): ERM one step lower, at the rate its
+    # refine ranked second; DIL_sf at its own pick. Not the protocol's answer (the rate is chosen after seeing a failure).
+    "cpu-sensitivity-rrdb-small": Study(backbone="rrdb-small", arms=("ERM", "DIL_sf independent"), sweep_passes=0,
+                                        grids=(("ERM", ({"lr": 1e-3},)), ("DIL_sf independent", ({"inner_lr": 3e-4, "factor": 4},))),
+                                        ladder=(), track_points=6),
     "cpu-cross-type-dncnn-tiny": Study(task="cross_type", backbone="dncnn-tiny", arms=("ERM", "DIL_sf independent"),
                                        ladder=(), track_points=6),
     "cpu-variants-dncnn-tiny": Study(backbone="dncnn-tiny", arms=("ERM", "DIL_sf independent", "DIL_pf independent",
