@@ -15,7 +15,8 @@ ORDER=(cpu-denoise-dncnn              # 1. capacity: the 0.56 M DnCNN at 3,600 p
        cpu-denoise-dncnn-tiny-32k     # 2-3. convergence: 10 seeds at 32,400 passes, the ladder to 97,200
        cpu-variants-dncnn-tiny        # 6. DIL_pf, DIL_ss, DIL_ps beside DIL_sf
        cpu-denoise-rrdb-small         # 8. the 0.38 M RRDB at 3,600 passes
-       cpu-lir-sigma25)               # 9. LIR at sigma 25 for 10,000 steps
+       cpu-lir-sigma25                # 9. LIR at sigma 25 for 10,000 steps
+       cpu-sensitivity-rrdb-small)    # 8, checked: ERM one step below its pick (after its seed 2 diverged)
 for s in "${ORDER[@]}"; do
   left=$(( DEADLINE - $(date +%s) )); [ "$left" -lt 60 ] && break
   store=bench/results/study-$s
