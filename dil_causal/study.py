@@ -1285,18 +1285,18 @@ def plot_map(table: pd.DataFrame, # `study_map` rows
         ok = g[~bad]   # a row with a failed run is not joined to the others: its mean is that run's
         line = a.errorbar(ok.parameters * 1.04 ** k, ok.unseen, yerr=ok.unseen_ci, marker="o", capsize=3, label=f"{arm}, {passes:,} passes")
         a.errorbar(g.parameters[bad] * 1.04 ** k, g.unseen[bad], yerr=g.unseen_ci[bad], fmt="none", capsize=3, ecolor=line[0].get_color())
-        if bad.any():   # beside it, the same runs with early stopping (each run's best seen-validation checkpoint)
+        if bad.any():   # beside it, the same pairs with early stopping (each run's best seen-validation checkpoint)
             a.errorbar(g.parameters[bad] * 1.04 ** k * 1.12, g.unseen_best[bad], yerr=g.unseen_best_ci[bad], fmt="D", mfc="white",
                        color=line[0].get_color(), capsize=3, label=f"{arm}, {passes:,} passes, with early stopping")
         failed_rows.append((g.parameters.values[bad] * 1.04 ** k, g.unseen.values[bad], g.unseen_ci.values[bad],
-                            [f"{r.backbone}, {r.passes:,}: {'an ERM run' if r.base_failed else 'a DIL run'} diverged" for r in g[bad].itertuples()]))
+                            [f"{r.backbone}, {r.passes:,}: {'an ERM run' if r.base_failed else 'a DIL run'} failed" for r in g[bad].itertuples()]))
     if failed_rows:
         fx, fy, fc, fl = (np.concatenate(v) for v in zip(*failed_rows))
         okr = table[(table.base_failed + table.arm_failed == 0)] if "base_failed" in table else table
         _clip_failed(a, np.r_[okr.parameters.values, fx], np.r_[okr.unseen.values, fy], np.r_[okr.unseen_ci.values, fc],
                      np.r_[np.zeros(len(okr), bool), np.ones(len(fx), bool)], np.r_[[""] * len(okr), fl])
     a.axhline(0, color="k", lw=0.8); a.set_xscale("log")
-    a.set(xlabel="backbone parameters", ylabel="DIL − tuned ERM, unseen (dB)", title="Does DIL help? (paired by seed, 95 % CI)")
+    a.set(ylabel="DIL − tuned ERM, unseen (dB)", title="Does DIL help? (paired by seed, 95 % CI)")
     a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1 + (len(table.groupby(["arm", "passes"])) < 4), frameon=False)  # below: the data keep the plot
     base = table.drop_duplicates(["store"]).sort_values("parameters")
     bad = (base.base_failed > 0).values if "base_failed" in base else np.zeros(len(base), bool)
@@ -1308,10 +1308,10 @@ def plot_map(table: pd.DataFrame, # `study_map` rows
     for r in base[~bad].itertuples():
         b.annotate(f"{r.backbone}, {r.passes:,}", (r.parameters, r.base_margin_pick), fontsize=7, textcoords="offset points", xytext=(4, 4))
     _clip_failed(b, base.parameters.values, base.base_margin_pick.values, base.base_margin_pick_ci.values, bad,
-                 [f"{r.backbone}, {r.passes:,}: an ERM run diverged" for r in base.itertuples()])
+                 [f"{r.backbone}, {r.passes:,}: an ERM run failed" for r in base.itertuples()])
     b.axhline(PAPER_ERM_MARGIN, color="r", ls="--", lw=1, label="the paper's ERM at σ 50 (RRDB, 16.6 M)")
     b.axhline(0, color="k", lw=0.8); b.set_xscale("log")
-    b.set(xlabel="backbone parameters", ylabel="ERM − noisy input, unseen (dB)", title="Does ERM fail? (above its input)")
+    b.set(ylabel="ERM − noisy input, unseen (dB)", title="Does ERM fail? (above its input)")
     a.margins(x=0.15); b.margins(x=0.3)  # room for the annotations
     b.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
     ticks = sorted(table.parameters.unique())
