@@ -973,9 +973,9 @@ def failed_runs(res: Results, # a study's results
     for r in d.itertuples():
         k = c[(c.arm == r.arm) & (c.seed == r.seed)].reset_index(drop=True)
         after = k.iloc[int(k.val_psnr.idxmax()):]
-        fell = after[after.val_psnr < r.input + tol].passes
+        fell = after[after.val_psnr < r.input + tol].passes   # never empty: the last point is one
         rows.append(dict(arm=r.arm, seed=r.seed, kind="returned its input" if abs(r.margin) < tol else "diverged",
-                         best=k.val_psnr.max(), fell_at=int(fell.iloc[0]) if len(fell) else int(k.passes.iloc[0]),
+                         best=k.val_psnr.max(), fell_at=int(fell.iloc[0]),
                          val_psnr=r.val_psnr, input=r.input))
     return pd.DataFrame(rows, columns=["arm", "seed", "kind", "best", "fell_at", "val_psnr", "input"])
 
@@ -1278,28 +1278,23 @@ def plot_map(table: pd.DataFrame, # `study_map` rows
     " without one, and an interval that leaves it is written beside its point."
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
-    failed_rows = []
-    for k, ((arm, passes), g) in enumerate(table.groupby(["arm", "passes"])):
+    t = table.assign(bad=table.base_failed + table.arm_failed > 0,   # each (arm, budget) a little apart on the x-axis
+                     x=table.parameters * 1.04 ** table.groupby(["arm", "passes"]).ngroup())
+    for (arm, passes), g in t.groupby(["arm", "passes"]):
         g = g.sort_values("parameters")
-        bad = (g.base_failed + g.arm_failed > 0).values if "base_failed" in g else np.zeros(len(g), bool)
-        ok = g[~bad]   # a row with a failed run is not joined to the others: its mean is that run's
-        line = a.errorbar(ok.parameters * 1.04 ** k, ok.unseen, yerr=ok.unseen_ci, marker="o", capsize=3, label=f"{arm}, {passes:,} passes")
-        a.errorbar(g.parameters[bad] * 1.04 ** k, g.unseen[bad], yerr=g.unseen_ci[bad], fmt="none", capsize=3, ecolor=line[0].get_color())
-        if bad.any():   # beside it, the same pairs with early stopping (each run's best seen-validation checkpoint)
-            a.errorbar(g.parameters[bad] * 1.04 ** k * 1.12, g.unseen_best[bad], yerr=g.unseen_best_ci[bad], fmt="D", mfc="white",
+        ok, bad = g[~g.bad], g[g.bad]   # a row with a failed run is not joined to the others: its mean is that run's
+        line = a.errorbar(ok.x, ok.unseen, yerr=ok.unseen_ci, marker="o", capsize=3, label=f"{arm}, {passes:,} passes")
+        a.errorbar(bad.x, bad.unseen, yerr=bad.unseen_ci, fmt="none", capsize=3, ecolor=line[0].get_color())
+        if len(bad):   # beside it, the same pairs with early stopping (each run's best seen-validation checkpoint)
+            a.errorbar(bad.x * 1.12, bad.unseen_best, yerr=bad.unseen_best_ci, fmt="D", mfc="white",
                        color=line[0].get_color(), capsize=3, label=f"{arm}, {passes:,} passes, with early stopping")
-        failed_rows.append((g.parameters.values[bad] * 1.04 ** k, g.unseen.values[bad], g.unseen_ci.values[bad],
-                            [f"{r.backbone}, {r.passes:,}: {'an ERM run' if r.base_failed else 'a DIL run'} failed" for r in g[bad].itertuples()]))
-    if failed_rows:
-        fx, fy, fc, fl = (np.concatenate(v) for v in zip(*failed_rows))
-        okr = table[(table.base_failed + table.arm_failed == 0)] if "base_failed" in table else table
-        _clip_failed(a, np.r_[okr.parameters.values, fx], np.r_[okr.unseen.values, fy], np.r_[okr.unseen_ci.values, fc],
-                     np.r_[np.zeros(len(okr), bool), np.ones(len(fx), bool)], np.r_[[""] * len(okr), fl])
+    _clip_failed(a, t.x.values, t.unseen.values, t.unseen_ci.values, t.bad.values,
+                 [f"{r.backbone}, {r.passes:,}: {'an ERM run' if r.base_failed else 'a DIL run'} failed" for r in t.itertuples()])
     a.axhline(0, color="k", lw=0.8); a.set_xscale("log")
     a.set(ylabel="DIL − tuned ERM, unseen (dB)", title="Does DIL help? (paired by seed, 95 % CI)")
     a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1 + (len(table.groupby(["arm", "passes"])) < 4), frameon=False)  # below: the data keep the plot
     base = table.drop_duplicates(["store"]).sort_values("parameters")
-    bad = (base.base_failed > 0).values if "base_failed" in base else np.zeros(len(base), bool)
+    bad = (base.base_failed > 0).values
     for passes, g in base[~bad].groupby("passes"):  # one line per budget: capacities are compared at equal passes
         line = b.errorbar(g.parameters, g.base_margin_pick, yerr=g.base_margin_pick_ci, marker="s", capsize=3, label=f"at σ 50, {passes:,} passes")
         b.errorbar(g.parameters * 1.04, g.base_margin, yerr=g.base_margin_ci, marker="o", ls="--", capsize=3, alpha=0.6,
