@@ -11,18 +11,22 @@ from torch import nn, Tensor
 __all__ = ['conv_block', 'he_init_', 'DnCNN']
 
 # %% ../../nbs/32_models.dncnn.ipynb #1abe5da8
-def _norm(kind: str|None, nc: int) -> nn.Module|None:
+def _norm(kind: str|None, nc: int, bias: bool = True) -> nn.Module|None:
     if kind is None: return None
+    if not bias:  # Mohan et al.'s bias-free BatchNorm divides by *running* statistics, which a pure network cannot keep
+        raise ValueError(f"a bias-free DnCNN needs norm=None, not {kind!r}: a normalisation by the current batch's or "
+                         "image's statistics divides out the input's scale, so no network with it has f(a*y) = a*f(y)")
     if kind == "batch": return nn.BatchNorm2d(nc, track_running_stats=False)
     if kind == "group": return nn.GroupNorm(8, nc)
     raise ValueError(f"unknown norm {kind!r}; known: None, 'batch', 'group'")
 
 def conv_block(nc: int, # channels in and out
                norm: str|None = None, # None, "batch" (no running stats) or "group"
+               bias: bool = True, # False: no additive constant (Mohan et al.'s bias-free block; needs norm=None)
               ) -> nn.Sequential:
     "3x3 convolution, optional normalisation, ReLU: one middle layer of DnCNN."
-    n = _norm(norm, nc)
-    layers = [nn.Conv2d(nc, nc, 3, padding=1, bias=n is None)] + ([n] if n is not None else [])
+    n = _norm(norm, nc, bias)
+    layers = [nn.Conv2d(nc, nc, 3, padding=1, bias=bias and n is None)] + ([n] if n is not None else [])
     return nn.Sequential(*layers, nn.ReLU(inplace=True))
 
 # %% ../../nbs/32_models.dncnn.ipynb #e4d636a2
@@ -41,14 +45,16 @@ class DnCNN(nn.Module):
                  nc: int = 64, # feature channels
                  depth: int = 17, # number of convolution layers (at least 2)
                  norm: str|None = None, # normalisation in the middle layers: None, "batch" or "group"
+                 bias: bool = True, # False: every convolution without bias (Mohan et al., 2020): f(a*y) = a*f(y) for a > 0
                 ):
         super().__init__()
         if depth < 2: raise ValueError(f"DnCNN needs depth >= 2, got {depth}")
-        self.head = nn.Sequential(nn.Conv2d(in_nc, nc, 3, padding=1), nn.ReLU(inplace=True))
-        self.body = nn.Sequential(*[conv_block(nc, norm) for _ in range(depth - 2)])
-        self.tail = nn.Conv2d(nc, in_nc, 3, padding=1)
+        self.head = nn.Sequential(nn.Conv2d(in_nc, nc, 3, padding=1, bias=bias), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*[conv_block(nc, norm, bias) for _ in range(depth - 2)])
+        self.tail = nn.Conv2d(nc, in_nc, 3, padding=1, bias=bias)
         self.apply(he_init_)  # the paper's initialisation (see above); norm layers keep 1 and 0
-        nn.init.zeros_(self.tail.weight); nn.init.zeros_(self.tail.bias)  # ... but the noise estimate starts at 0
+        nn.init.zeros_(self.tail.weight)  # ... but the noise estimate starts at 0
+        if bias: nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: Tensor, # (B,in_nc,H,W) noisy image in [0, 1]
                ) -> Tensor: # (B,in_nc,H,W) restored image

@@ -16,16 +16,17 @@ def _scaled_kaiming_(convs, scale: float = 0.1):
     for c in convs:
         nn.init.kaiming_normal_(c.weight)
         c.weight.data.mul_(scale)
-        nn.init.zeros_(c.bias)
+        if c.bias is not None: nn.init.zeros_(c.bias)
 
 class ResidualDenseBlock(nn.Module):
     "Five densely connected 3x3 convolutions with a scaled residual connection."
     def __init__(self,
                  nf: int = 64, # feature channels in and out
                  gc: int = 32, # growth channels: output channels of each inner convolution
+                 bias: bool = True, # False: convolutions without bias (see `RRDBNet`)
                 ):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, padding=1) for i in range(5)])
+        self.convs = nn.ModuleList([nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, padding=1, bias=bias) for i in range(5)])
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
         _scaled_kaiming_(self.convs)
 
@@ -37,9 +38,9 @@ class ResidualDenseBlock(nn.Module):
 # %% ../../nbs/30_models.rrdb.ipynb #5811e5a0
 class RRDB(nn.Module):
     "Residual-in-residual dense block: three residual dense blocks inside a scaled residual connection."
-    def __init__(self, nf: int = 64, gc: int = 32):
+    def __init__(self, nf: int = 64, gc: int = 32, bias: bool = True):
         super().__init__()
-        self.rdbs = nn.Sequential(*[ResidualDenseBlock(nf, gc) for _ in range(3)])
+        self.rdbs = nn.Sequential(*[ResidualDenseBlock(nf, gc, bias) for _ in range(3)])
 
     def forward(self, x: Tensor) -> Tensor: return x + 0.2 * self.rdbs(x)
 
@@ -52,13 +53,14 @@ class RRDBNet(nn.Module):
                  nf: int = 64, # feature channels
                  nb: int = 23, # number of RRDB blocks
                  gc: int = 32, # growth channels of the dense blocks
+                 bias: bool = True, # False: every convolution without bias (Mohan et al., 2020): f(a*y) = a*f(y) for a > 0
                 ):
         super().__init__()
-        self.conv_first = nn.Conv2d(in_nc, nf, 3, padding=1)
-        self.body = nn.Sequential(*[RRDB(nf, gc) for _ in range(nb)])
-        self.conv_body = nn.Conv2d(nf, nf, 3, padding=1)
-        self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
-        self.conv_last = nn.Conv2d(nf, out_nc, 3, padding=1)
+        self.conv_first = nn.Conv2d(in_nc, nf, 3, padding=1, bias=bias)
+        self.body = nn.Sequential(*[RRDB(nf, gc, bias) for _ in range(nb)])
+        self.conv_body = nn.Conv2d(nf, nf, 3, padding=1, bias=bias)
+        self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1, bias=bias)
+        self.conv_last = nn.Conv2d(nf, out_nc, 3, padding=1, bias=bias)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: Tensor, # (B,in_nc,H,W) distorted image in [0, 1]
