@@ -54,6 +54,9 @@ TASKS = {
     "cross_type": Task("cross_type", ("CBSD68", "Kodak24"), "noise σ 15, blur 2.0, JPEG 30",
                        "Poisson noise, motion blur, ×2 downsampling, rain"),
     "denoise25": Task((("gaussian_noise", 25, True),), ("CBSD68",), "σ 25", "none"),
+    "denoise-narrow": Task((("gaussian_noise", 5, True), ("gaussian_noise", 10, True), ("gaussian_noise", 30, False),
+                            ("gaussian_noise", 40, False), ("gaussian_noise", 50, False), ("gaussian_noise", 75, False)),
+                           ("CBSD68", "Kodak24"), "σ 5, 10", "σ 30–75", pick=("gaussian_noise", 50)),
 }
 
 # %% ../nbs/71_study.ipynb #36fc57cc
@@ -72,6 +75,7 @@ class Arm:
     content: str|None = None # DIL's views: "shared" or "independent" (None: ERM, LIR)
     grid: str = "erm" # a key of `GRIDS`
     fixed: tuple = () # (field, value) pairs of `TrainConfig` set for every run of the arm
+    oracle: bool = False # a reference, not a competitor: the task's unseen degrees join its training and validation
 
     @property
     def primary(self) -> str: return "inner_lr" if self.grid == "first_order" else "lr" # the rate the grid-edge check reads
@@ -93,6 +97,9 @@ ARMS = {
     "DIL_ss independent": Arm("dil_ss", "independent", "second_order"),
     "DIL_ps independent": Arm("dil_ps", "independent", "second_order"),
     "LIR": Arm("lir", grid="lir", fixed=_LIR),
+    "oracle": Arm("erm", oracle=True),
+    "ERM bias-free": Arm("erm", fixed=(("backbone_kwargs", {"bias": False}),)),
+    "DIL_sf bias-free": Arm("dil_sf", "independent", "first_order", fixed=(("backbone_kwargs", {"bias": False}),)),
 }
 
 # %% ../nbs/71_study.ipynb #693a4b48
@@ -138,16 +145,22 @@ class Study:
         "The rate settings of `arm` this study searches."
         return [dict(r) for r in dict(self.grids).get(arm, GRIDS[ARMS[arm].grid])]
 
+    def confounders(self, arm: str) -> str|list:
+        "The confounders `arm` trains with: the task's, or for an oracle arm every degree of the task as seen."
+        task = TASKS[self.task]
+        if ARMS[arm].oracle: return [[c.family, c.degree, True] for c in task.confounder_list()]
+        return task.confounders if isinstance(task.confounders, str) else [list(x) for x in task.confounders]
+
     def passes_per_step(self, arm: str) -> int:
         "Forward/backward passes per outer step of `arm`'s method (its `Method` record)."
-        return METHODS[ARMS[arm].method].passes(TASKS[self.task].n_seen())
+        n = len(TASKS[self.task].confounder_list()) if ARMS[arm].oracle else TASKS[self.task].n_seen()
+        return METHODS[ARMS[arm].method].passes(n)
 
     def config(self, arm: str, rates: dict, seed: int, passes: int) -> dict:
         "The `TrainConfig` fields of one run (without its data folder and output folder)."
         pps = self.passes_per_step(arm)
         steps = passes // pps
-        c = TASKS[self.task].confounders
-        base = dict(method=ARMS[arm].method, backbone=self.backbone, confounders=c if isinstance(c, str) else [list(x) for x in c],
+        base = dict(method=ARMS[arm].method, backbone=self.backbone, confounders=self.confounders(arm),
                     patch_size=self.patch, batch_size=self.batch, steps=steps, schedule=self.schedule,
                     ema_decay=1 - pps / self.ema_passes, val=0.05, val_every=max(1, steps // self.val_points), val_crop=96,
                     seed=seed, mixed_precision="bf16" if self.bf16 else "no")
@@ -178,6 +191,7 @@ _LONG_GRIDS = (("ERM", ({"lr": 3e-4}, {"lr": 1e-3})),  # the 3,600-pass picks an
                ("DIL_sf shared", ({"inner_lr": 3e-4, "factor": 4}, {"inner_lr": 1e-3, "factor": 4})))
 _RRDB_SMALL_GRIDS = (("ERM", ({"lr": 1e-3}, {"lr": 3e-3}, {"lr": 1e-2})),  # around rrdb-tiny's picks (ERM 3e-3, DIL_sf 1e-3 x 4)
                      ("DIL_sf independent", ({"inner_lr": 3e-4, "factor": 4}, {"inner_lr": 1e-3, "factor": 4}, {"inner_lr": 3e-3, "factor": 4})))
+_ORACLE_ARMS = ("ERM", "DIL_sf independent", "oracle", "ERM bias-free", "DIL_sf bias-free")
 STUDIES = { # the studies this package plans; `dil-causal study plan STORE --study NAME` starts a store for one
     "cpu-denoise": Study(),
     "cpu-deblur": Study(task="deblur", final_passes=1200, ladder=()),
@@ -203,6 +217,14 @@ STUDIES = { # the studies this package plans; `dil-causal study plan STORE --stu
                                    track_points=6),
     "cpu-lir-sigma25": Study(task="denoise25", backbone="lir-tiny", arms=("LIR",), sweep_passes=0, final_passes=10_000,
                              seeds=(1, 2, 3), ladder=(), patch=32, batch=16, eval_images=0, eval_crop=0),
+    # the failure DIL must remove (METHOD.md 2b): ERM against an oracle (the same network trained on every degree) and
+    # against the bias-free network (Mohan et al., 2020), on a training range narrow enough that ERM fails
+    "cpu-narrow-dncnn-tiny": Study(task="denoise-narrow", backbone="dncnn-tiny", arms=_ORACLE_ARMS, seeds=tuple(range(1, 11)),
+                                   ladder=(), track_points=6),
+    "cpu-narrow-rrdb-tiny": Study(task="denoise-narrow", backbone="rrdb-tiny", arms=_ORACLE_ARMS, ladder=(), track_points=6),
+    # the oracle and the bias-free ERM beside the committed 3,600-pass DnCNN-tiny units (adopted: the same keys)
+    "cpu-denoise-dncnn-tiny-oracle": Study(backbone="dncnn-tiny", arms=("ERM", "DIL_sf independent", "oracle", "ERM bias-free"),
+                                           seeds=tuple(range(1, 11)), ladder=(), track_points=6),
     "gpu-denoise": Study(backbone="rrdb-small", sweep_passes=5000, final_passes=30000, ema_passes=2000, val_points=10,
                          track_points=6, engine="ensemble", bf16=True),
     "smoke": Study(**_SMOKE),
