@@ -1,4 +1,5 @@
 """Packaging: the install the README promises, and the rules every later change must keep."""
+import ast
 import configparser
 
 from conftest import ROOT, run, venv_bin
@@ -25,3 +26,28 @@ def test_torch_is_pinned_in_constraints():
 def test_console_script_installed():
     r = run([venv_bin("dil-causal"), "--help"])
     assert r.returncode == 0
+
+
+def discarded_docstring_parts(source: str, filename: str) -> list[str]:
+    "Each function or class whose docstring is followed by another string statement (Python discards that one)."
+    isstr = lambda s: isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)
+    return [f"{filename}:{n.body[1].lineno}: {n.name}" for n in ast.walk(ast.parse(source, filename))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(n.body) > 1
+            and isstr(n.body[0]) and isstr(n.body[1])]
+
+
+def test_every_docstring_is_one_string():
+    "Issue #34: a docstring continued in a second string statement never reaches `help()` or the docs site."
+    bad = [x for f in sorted((ROOT / "dil_causal").rglob("*.py"))
+           for x in discarded_docstring_parts(f.read_text(), str(f.relative_to(ROOT)))]
+    assert not bad, ("docstrings continued in a string statement that Python discards (make each one string, e.g. "
+                     "parenthesised; edit the notebook):\n" + "\n".join(bad))
+    two = 'def f(x):\n    "First half,"\n    " second half."\n    return x\n'
+    assert discarded_docstring_parts(two, "f.py") == ["f.py:3: f"]   # the check sees the split form
+
+
+def test_study_docstrings_carry_their_whole_text():
+    import pydoc
+    from dil_causal.study import adopt, selections
+    assert "refine" in selections.__doc__ and "refine_top" in pydoc.render_doc(selections), selections.__doc__
+    assert "reused_name" in adopt.__doc__, adopt.__doc__

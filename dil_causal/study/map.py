@@ -22,11 +22,11 @@ PAPER_ERM_MARGIN = 4.0 # the paper's RRDB ERM on CBSD68 at σ 50: 18.96 dB, abou
 def study_map(stores: list, # study stores of one task
               min_seeds: int = 2, # an arm with fewer seeds paired with the baseline is left out (no interval yet)
              ) -> pd.DataFrame: # one row per store and DIL arm
-    "Where ERM fails and whether DIL helps there: per store (backbone, parameters, budget), the baseline's margin over"
-    " its input on the unseen degrees (at the `pick` degree too), and each arm − baseline on unseen and seen degrees,"
-    " paired by seed, with 95 % intervals and n; `*_best` the same with each run's best seen-validation checkpoint (early"
-    " stopping), and `base_failed`, `arm_failed` the runs that ended at or below their input on the *seen* degrees"
-    " (`failed_runs`). A store still growing shows once `min_seeds` seeds are paired."
+    ("Where ERM fails and whether DIL helps there: per store (backbone, parameters, budget), the baseline's margin over"
+     " its input on the unseen degrees (at the `pick` degree too), and each arm − baseline on unseen and seen degrees,"
+     " paired by seed, with 95 % intervals and n; `*_best` the same with each run's best seen-validation checkpoint (early"
+     " stopping), and `base_failed`, `arm_failed` the runs that ended at or below their input on the *seen* degrees"
+     " (`failed_runs`). A store still growing shows once `min_seeds` seeds are paired.")
     from dil_causal.models import build, n_parameters
     rows = []
     for store in stores:
@@ -81,9 +81,9 @@ def _clip_failed(ax, x, y, ci, failed, labels):
 
 def plot_map(table: pd.DataFrame, # `study_map` rows
              path: str|Path|None = None):
-    "DIL − ERM on unseen degrees against capacity and budget (95 % intervals), and ERM's margin over its input beside it."
-    " A row with a run that failed on the seen degrees (`failed_runs`) is drawn hollow; the y-range follows the rows"
-    " without one, and an interval that leaves it is written beside its point."
+    ("DIL − ERM on unseen degrees against capacity and budget (95 % intervals), and ERM's margin over its input beside it."
+     " A row with a run that failed on the seen degrees (`failed_runs`) is drawn hollow; the y-range follows the rows"
+     " without one, and an interval that leaves it is written beside its point.")
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
     t = table.assign(bad=table.base_failed + table.arm_failed > 0,   # each (arm, budget) a little apart on the x-axis
@@ -134,8 +134,8 @@ def committed_store(name: str = "study-cpu-denoise") -> Path|None:
 
 def answer_sentence(store: str|Path|None = None, # a store; None: the committed CPU denoising study
                    ) -> str:
-    "The decisive study's answer in one sentence, computed from its store: each arm − the baseline on the first test"
-    " set's unseen and seen degrees (mean ± 95 % interval, paired by seed), with the backbone, budget and seeds."
+    ("The decisive study's answer in one sentence, computed from its store: each arm − the baseline on the first test"
+     " set's unseen and seen degrees (mean ± 95 % interval, paired by seed), with the backbone, budget and seeds.")
     store = store or committed_store()
     if store is None: return ("The decisive study's store is not beside this installation: see bench/results/study-cpu-denoise "
                               "in the project's repository, or `dil-causal study report` on it.")

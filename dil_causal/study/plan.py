@@ -27,8 +27,8 @@ def rank(study: Study, arm: str, recs: list[dict]) -> list[dict]:
     return sorted(recs, key=lambda r: (-_last_val(r), order.get(tuple(tuple(x) for x in r["unit"]["rates"]), 0)))
 
 def selections(study: Study, records: dict[str, dict], data: str) -> dict[str, dict|None]:
-    "Per arm: the selected rates (on seen-degree validation only) once the stages it depends on are finished, else None."
-    " With a refine stage the sweep's `refine_top` settings are trained at the final budget and the pick is made there."
+    ("Per arm: the selected rates (on seen-degree validation only) once the stages it depends on are finished, else None."
+     " With a refine stage the sweep's `refine_top` settings are trained at the final budget and the pick is made there.")
     out = {}
     for arm in study.arms:
         grid = study.grid(arm)
@@ -59,8 +59,8 @@ def selections(study: Study, records: dict[str, dict], data: str) -> dict[str, d
 
 # %% ../../nbs/71c_study.plan.ipynb #58ef335f
 def plan(study: Study, records: dict[str, dict], data: str) -> tuple[list[Unit], list[dict]]:
-    "The units that can be planned now (finished or not), in priority order, and the groups still waiting for a"
-    " selection: one dict (arm, stage, passes, seeds, waits_for) per group."
+    ("The units that can be planned now (finished or not), in priority order, and the groups still waiting for a"
+     " selection: one dict (arm, stage, passes, seeds, waits_for) per group.")
     units, waiting = [], []
     chosen = selections(study, records, data)
     for arm in study.arms:
@@ -132,9 +132,9 @@ def in_shard(key: str, shard: str|None) -> bool:
     return int(key[:8], 16) % n == i
 
 def estimate_seconds(study: Study, unit: Unit, records: dict[str, dict]) -> float:
-    "A unit's expected wall time: its passes times the store's median measured time per pass for the same backbone and"
-    " method (else `CPU_MS_PER_PASS`), plus, for final units, its evaluations (a forward pass costs about a third of a"
-    " training pass, scaled from the training batch to a test crop)."
+    ("A unit's expected wall time: its passes times the store's median measured time per pass for the same backbone and"
+     " method (else `CPU_MS_PER_PASS`), plus, for final units, its evaluations (a forward pass costs about a third of a"
+     " training pass, scaled from the training batch to a test crop).")
     same = [r["ms_per_pass"] for r in records.values()
             if r["config"]["backbone"] == study.backbone and r["config"]["method"] == unit.config["method"]]
     ms = float(np.median(same)) if same else CPU_MS_PER_PASS.get(study.backbone, 1000)

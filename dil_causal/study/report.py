@@ -113,9 +113,9 @@ def missing_text(res: Results) -> str:
     return "\n".join(out) + "\n"
 
 def answer_text(res: Results) -> str:
-    "The study's answer as markdown: the paired table, each arm at its selected rates, flattening, best checkpoints,"
-    " equal wall time; then, where the store holds them, the margin over the input, the seed-variance test, the"
-    " selection ablation, and what is not measured yet."
+    ("The study's answer as markdown: the paired table, each arm at its selected rates, flattening, best checkpoints,"
+     " equal wall time; then, where the store holds them, the margin over the input, the seed-variance test, the"
+     " selection ablation, and what is not measured yet.")
     if res.tests.empty: return "## No final unit yet\n\n" + missing_text(res)
     text = ("## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(paired_table(res)) +
             "\n\n## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(arms_table(res)) +
@@ -187,8 +187,8 @@ def report(store: str|Path, # a study store
 
 # %% ../../nbs/71g_study.report.ipynb #6ba07baa
 def status(store: str|Path) -> pd.DataFrame:
-    "One row per cell (task, backbone, arm, stage, budget): seeds done and planned, and whether validation flattened"
-    " (True or False from the budget ladder; None where the ladder has fewer than two budgets)."
+    ("One row per cell (task, backbone, arm, stage, budget): seeds done and planned, and whether validation flattened"
+     " (True or False from the budget ladder; None where the ladder has fewer than two budgets).")
     res = results(store)
     st = res.study
     flat = flattening(res).set_index("arm") if (res.curves.part == "final").any() else pd.DataFrame(columns=["flat_by", "longest"])
@@ -251,8 +251,8 @@ def import_csv_study(folder: str|Path, # a result set of the former one-sitting 
                      study: Study|str, # the study it ran (its settings: `meta.json`'s)
                      data: str|Path|None = None, # data root with the training set (its digest keys the units) and test sets
                     ) -> Store:
-    "Turn a CSV result set into a store in the same folder: one record per run, keyed as `plan` keys it, with the"
-    " commit, hardware and time the CSVs recorded; the distorted inputs' PSNR is measured now (it needs no training)."
+    ("Turn a CSV result set into a store in the same folder: one record per run, keyed as `plan` keys it, with the"
+     " commit, hardware and time the CSVs recorded; the distorted inputs' PSNR is measured now (it needs no training).")
     folder, study = Path(folder), STUDIES[study] if isinstance(study, str) else study
     root = study_root(data)
     meta = json.loads((folder / "meta.json").read_text())

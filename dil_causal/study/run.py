@@ -56,8 +56,8 @@ def run(store: str|Path, # a study store (see `Store.create`)
         max_units: int|None = None, # start at most this many units
         reuse: bool = True, # copy a unit's record from a store beside this one that holds the same key (`adopt`) instead of training it
        ) -> list[dict]: # the records of the units this call finished (copied ones included)
-    "Train the store's missing units in priority order (a final unit waits for its arm's selection) until none is left"
-    " that fits in the time limit; finished units are never trained again; an interrupted one leaves nothing in the store."
+    ("Train the store's missing units in priority order (a final unit waits for its arm's selection) until none is left"
+     " that fits in the time limit; finished units are never trained again; an interrupted one leaves nothing in the store.")
     from dil_causal.data import progress as bar_of
     st, root = Store(store), study_root(data)
     work = Path(work) if work else default_work(st.path)
@@ -104,9 +104,9 @@ def run(store: str|Path, # a study store (see `Store.create`)
 # %% ../../nbs/71e_study.run.ipynb #adda980e
 def run_ensembles(st: Store, root: Path, work: Path, time_limit: float|None = None, progress: bool = True,
                   segments: int = 10, reuse: bool = True) -> list[dict]:
-    "The GPU path: the missing units of one stage and arm train together as one vectorised ensemble (`fit_many`), in"
-    " `segments` stretches; before each, a stretch that its measured pace says would end after the time limit is not"
-    " started (the group's checkpoints stay in the work folder, and the next call resumes them)."
+    ("The GPU path: the missing units of one stage and arm train together as one vectorised ensemble (`fit_many`), in"
+     " `segments` stretches; before each, a stretch that its measured pace says would end after the time limit is not"
+     " started (the group's checkpoints stay in the work folder, and the next call resumes them).")
     from dil_causal.ensemble import fit_many
     deadline, done = time.time() + time_limit if time_limit else None, []
     images = {f.name: read_image(f) for f in training_files(st.study, root)[1]}

@@ -86,8 +86,8 @@ def paired(res: Results, weights: str = "final") -> pd.DataFrame:
     return other.assign(gain=other.psnr - base.reindex(other.index).values).dropna(subset=["gain"]).reset_index()
 
 def variance_test(res: Results, dataset: str|None = None, seen: bool = False) -> pd.DataFrame:
-    "Is an arm's test PSNR (unseen degrees by default) less spread over seeds than the baseline's? Levene's test with"
-    " the median (Brown–Forsythe: robust to non-normal seeds) and the two-sided F test of the variance ratio."
+    ("Is an arm's test PSNR (unseen degrees by default) less spread over seeds than the baseline's? Levene's test with"
+     " the median (Brown–Forsythe: robust to non-normal seeds) and the two-sided F test of the variance ratio.")
     from scipy import stats
     per = per_seed(res)
     dataset = dataset or TASKS[res.study.task].tests[0]
@@ -105,8 +105,8 @@ def variance_test(res: Results, dataset: str|None = None, seen: bool = False) ->
 
 # %% ../../nbs/71f_study.stats.ipynb #a780e7cb
 def budget_ladder(res: Results) -> pd.DataFrame:
-    "Per arm, seed 0 at the selected rates: its final seen-degree validation PSNR at every budget it was trained for"
-    " (the sweep's, the final one in the refine stage, the ladder's multiples)."
+    ("Per arm, seed 0 at the selected rates: its final seen-degree validation PSNR at every budget it was trained for"
+     " (the sweep's, the final one in the refine stage, the ladder's multiples).")
     c = res.curves[(res.curves.seed == 0) & res.curves.part.isin(["sweep", "refine", "ladder"])]
     last = c.sort_values("passes").groupby("name").tail(1)
     rows = []
@@ -117,9 +117,9 @@ def budget_ladder(res: Results) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["arm", "budget", "val_psnr"]).drop_duplicates(["arm", "budget"]).sort_values(["arm", "budget"])
 
 def flattening(res: Results, tol: float = 0.1) -> pd.DataFrame:
-    "Per arm: the final units' seen-degree validation PSNR (mean over seeds), its gain over the last third of the final"
-    " budget, the first pass count from which it stays within `tol` dB of its final value; and from the budget ladder"
-    " (seed 0) the smallest budget whose tripling gained less than `FLAT_DB` (None: none did)."
+    ("Per arm: the final units' seen-degree validation PSNR (mean over seeds), its gain over the last third of the final"
+     " budget, the first pass count from which it stays within `tol` dB of its final value; and from the budget ladder"
+     " (seed 0) the smallest budget whose tripling gained less than `FLAT_DB` (None: none did).")
     rows, ladder = [], budget_ladder(res)
     curves = res.curves[res.curves.part == "final"]
     for arm in [a for a in res.study.arms if a in set(curves.arm)]:
@@ -141,8 +141,8 @@ def input_psnr(tests: pd.DataFrame) -> pd.Series:
     return tests[tests.weights == "input"].groupby(["dataset", "family", "degree", "seen"]).psnr.first()
 
 def margin_table(res: Results) -> pd.DataFrame:
-    "Per arm, dataset and seen/unseen: mean PSNR of the final units, of the distorted input, and the margin over it"
-    " (how far above its input a model stays; on unseen degrees a failing ERM sits near 0)."
+    ("Per arm, dataset and seen/unseen: mean PSNR of the final units, of the distorted input, and the margin over it"
+     " (how far above its input a model stays; on unseen degrees a failing ERM sits near 0).")
     t = res.tests
     if t.empty or not (t.weights == "input").any(): return pd.DataFrame()
     idx = ["dataset", "family", "degree", "seen"]
@@ -158,8 +158,8 @@ def margin_table(res: Results) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["seen", "arm", "dataset"], key=lambda c: c.map(order) if c.name == "arm" else c)
 
 def validation_margin(res: Results) -> pd.DataFrame: # one row per final run: arm, seed, val_psnr (its last), input, margin
-    "Each final run's last seen-degree validation PSNR, the distorted input's on the same held-out crops, and the"
-    " margin between them: how far above its input a run ended on the degrees it was trained for."
+    ("Each final run's last seen-degree validation PSNR, the distorted input's on the same held-out crops, and the"
+     " margin between them: how far above its input a run ended on the degrees it was trained for.")
     fin = res.units[res.units.part == "final"]
     if fin.empty or "val_input_psnr" not in fin: return pd.DataFrame(columns=["arm", "seed", "val_psnr", "input", "margin"])
     c = res.curves[res.curves.part == "final"].sort_values("passes")
@@ -171,19 +171,19 @@ def validation_margin(res: Results) -> pd.DataFrame: # one row per final run: ar
 def collapsed_runs(res: Results, # a study's results
                    tol: float = 0.05, # dB: how close to its input's PSNR a run's last validation must be
                   ) -> pd.DataFrame: # one row per such run: arm, seed, val_psnr (its last), input
-    "Final runs whose last seen-degree validation lies within `tol` dB of the distorted input's: the run ended"
-    " returning its input (the collapse `fit` warns about) — a setting that validation picked on one run failing on"
-    " a fresh seed. Such runs stay in every mean: leaving them out would select on the outcome."
+    ("Final runs whose last seen-degree validation lies within `tol` dB of the distorted input's: the run ended"
+     " returning its input (the collapse `fit` warns about) — a setting that validation picked on one run failing on"
+     " a fresh seed. Such runs stay in every mean: leaving them out would select on the outcome.")
     d = validation_margin(res)
     return d[d.margin.abs() < tol].drop(columns="margin").reset_index(drop=True)
 
 def failed_runs(res: Results, # a study's results
                 tol: float = 0.05, # dB: a run whose last validation is less than this above its input's has failed
                ) -> pd.DataFrame: # one row per failed run: arm, seed, kind, best (validation), fell_at (passes), val_psnr (last), input
-    "Final runs that ended at or below their distorted input on the seen degrees they were trained for: `kind` says"
-    " \"returned its input\" (within `tol` dB of it, `collapsed_runs`) or \"diverged\" (below it), `best` is the run's best"
-    " validation and `fell_at` the first validation point at or below its input after that best. A seen-degree failure is"
-    " an optimisation failure, not the unseen-degree failure DIL is meant to remove; such runs stay in every mean."
+    ("Final runs that ended at or below their distorted input on the seen degrees they were trained for: `kind` says"
+     " \"returned its input\" (within `tol` dB of it, `collapsed_runs`) or \"diverged\" (below it), `best` is the run's best"
+     " validation and `fell_at` the first validation point at or below its input after that best. A seen-degree failure is"
+     " an optimisation failure, not the unseen-degree failure DIL is meant to remove; such runs stay in every mean.")
     d = validation_margin(res)
     d = d[d.margin < tol]
     c = res.curves[res.curves.part == "final"].sort_values("passes")
@@ -199,8 +199,8 @@ def failed_runs(res: Results, # a study's results
 
 # %% ../../nbs/71f_study.stats.ipynb #98d08252
 def family_table(res: Results, dataset: str|None = None) -> pd.DataFrame:
-    "Per distortion (family and degree) on one test set: the input's PSNR, the baseline's margin over it, and each"
-    " arm − baseline paired by seed — where a task mixes distortion types, the average hides where ERM fails."
+    ("Per distortion (family and degree) on one test set: the input's PSNR, the baseline's margin over it, and each"
+     " arm − baseline paired by seed — where a task mixes distortion types, the average hides where ERM fails.")
     t, dataset = res.tests, dataset or TASKS[res.study.task].tests[0]
     if t.empty or not (t.weights == "input").any(): return pd.DataFrame()
     inp = input_psnr(t).droplevel("seen")
@@ -217,9 +217,9 @@ def family_table(res: Results, dataset: str|None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["seen", "family"])
 
 def selection_ablation(res: Results) -> pd.DataFrame:
-    "The counterfactual protocol, never the answer: each final unit's tracked checkpoint with the best test PSNR at the"
-    " task's `pick` degree (as a reader of the public code's logs could choose), and each arm − baseline on the unseen"
-    " degrees of that test set there, paired by seed, beside the seen-validated (final-weights) value."
+    ("The counterfactual protocol, never the answer: each final unit's tracked checkpoint with the best test PSNR at the"
+     " task's `pick` degree (as a reader of the public code's logs could choose), and each arm − baseline on the unseen"
+     " degrees of that test set there, paired by seed, beside the seen-validated (final-weights) value.")
     task = TASKS[res.study.task]
     if res.track.empty or not task.pick: return pd.DataFrame()
     tr = res.track

@@ -37,8 +37,8 @@ class Unit:
         return f"{self.stage}-{self.arm.replace(' ', '_')}-{tag}-s{self.seed}-{self.passes}p-{self.key[:12]}"
 
 def unit_key(study: Study, stage: str, arm: str, rates: dict, seed: int, passes: int, config: dict, data: str) -> str:
-    "The SHA-256 (first 24 hex digits) of the protocol, task, backbone, arm, rates, seed, budget, stage, the keyed"
-    " training configuration, the training data's digest and, for final units, the test protocol. Never the commit."
+    ("The SHA-256 (first 24 hex digits) of the protocol, task, backbone, arm, rates, seed, budget, stage, the keyed"
+     " training configuration, the training data's digest and, for final units, the test protocol. Never the commit.")
     tests = dict(tests=TASKS[study.task].tests, images=study.eval_images, crop=study.eval_crop,
                  track=study.track_points, evaluate="dil") if stage == "final" else None
     what = dict(protocol=study.protocol, task=study.task, backbone=study.backbone, stage=stage, arm=arm,
@@ -68,8 +68,8 @@ class Store:
 
     @classmethod
     def create(cls, path: str|Path, study: Study|str) -> Store:
-        "Start a store for `study` (a `Study` or a key of `STUDIES`); an existing store must hold the same study, or one"
-        " that `study` extends by more seeds or ladder budgets (`GROWS`)."
+        ("Start a store for `study` (a `Study` or a key of `STUDIES`); an existing store must hold the same study, or one"
+         " that `study` extends by more seeds or ladder budgets (`GROWS`).")
         study = STUDIES[study] if isinstance(study, str) else study
         path = Path(path)
         if (path / "study.json").exists():
@@ -103,8 +103,8 @@ def _diff(a: Study, b: Study) -> str:
 
 # %% ../../nbs/71b_study.store.ipynb #6a2308e8
 def _same_run(store: Store, u: Unit, rec: dict, stage: str) -> bool:
-    "Whether `rec` (a record of `stage`) is the training run of unit `u`: the same key, or, under another stage's name,"
-    " the key this store's study gives that stage, while under `u`'s own stage it gives `u`'s key (the same data)."
+    ("Whether `rec` (a record of `stage`) is the training run of unit `u`: the same key, or, under another stage's name,"
+     " the key this store's study gives that stage, while under `u`'s own stage it gives `u`'s key (the same data).")
     if stage == u.stage: return rec.get("key") == u.key
     args = (u.arm, dict(u.rates), u.seed, u.passes, u.config, rec.get("data", {}).get("digest"))
     return rec.get("key") == unit_key(store.study, stage, *args) and unit_key(store.study, u.stage, *args) == u.key
@@ -128,11 +128,11 @@ def adopt(store: Store, # the store that lacks the units
           stores: list|None = None, # stores to copy from (default: every store beside it, in the same folder)
           write: bool = True, # False: only say what would be copied (`study plan`)
          ) -> list[dict]: # the records copied
-    "Copy into `store` the records of `units` that another store already holds under the same key (the same protocol,"
-    " task, backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests: the same run),"
-    " marked `reused_from` with the store that trained it. Sweep, refine and ladder units train alike (no tests, no"
-    " tracking), so one of them is also the same run as another stage's unit with everything else equal: that record is"
-    " copied under this unit's stage, name and key, with `reused_name` saying what it was called where it trained."
+    ("Copy into `store` the records of `units` that another store already holds under the same key (the same protocol,"
+     " task, backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests: the same run),"
+     " marked `reused_from` with the store that trained it. Sweep, refine and ladder units train alike (no tests, no"
+     " tracking), so one of them is also the same run as another stage's unit with everything else equal: that record is"
+     " copied under this unit's stage, name and key, with `reused_name` saying what it was called where it trained.")
     if stores is None: stores = [f.parent for f in sorted(store.path.parent.glob("*/study.json"))]
     stores = [Path(s) for s in stores if Path(s).resolve() != store.path.resolve()]
     out = []

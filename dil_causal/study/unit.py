@@ -98,8 +98,8 @@ def _track(study: Study, unit: Unit, s: dict, step: int, model, seconds: float):
     atomic_write(s["out"] / "track.json", lambda p: p.write_text(json.dumps(s["tracked"])))
 
 def _finish(study: Study, unit: Unit, s: dict, history: pd.DataFrame, model, seconds: float, root: Path, store: Path) -> dict:
-    "A trained unit's record: curve, test scores (final, best-validated and input), tracking, time, hardware, commit;"
-    " written to the store; a final unit's model file is kept as `work/models/<name>.safetensors`; the rest is removed."
+    ("A trained unit's record: curve, test scores (final, best-validated and input), tracking, time, hardware, commit;"
+     " written to the store; a final unit's model file is kept as `work/models/<name>.safetensors`; the rest is removed.")
     from dil_causal.models import load_model, read_record
     pps = study.passes_per_step(unit.arm)
     hist = history.dropna(subset=["val_psnr"])
