@@ -17,15 +17,15 @@ __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Ar
 # %% ../../nbs/71_study.ipynb #31de4e15
 from .design import PROTOCOL, TASKS, RATES, GRIDS, ARMS, STUDIES, Task, Arm, Study
 from .store import STAGES, NOT_KEYED, GROWS, Unit, unit_key, make_unit, Store, adopt
-from .plan import (
+from .planning import (
     rank, selections, plan, study_root, dataset_folder, training_files, unit_data, CPU_MS_PER_PASS, in_shard,
     estimate_seconds, pending)
 from .unit import load_test_set, machine, source_commit, train_unit
-from .run import default_work, run, run_ensembles
+from .running import default_work, run, run_ensembles
 from .stats import (
     FLAT_DB, RATE_COLUMNS, Results, results, t_interval, per_seed, paired, variance_test, budget_ladder, flattening,
     input_psnr, margin_table, validation_margin, collapsed_runs, failed_runs, family_table, selection_ablation)
-from .report import (
+from .reporting import (
     paired_table, arms_table, flattening_text, best_checkpoint_text, wall_time_text, missing_text, answer_text,
     plot_curves, report, status, study_command, import_csv_study)
 from .map import PAPER_ERM_MARGIN, study_map, plot_map, committed_store, answer_sentence

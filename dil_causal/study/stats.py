@@ -14,7 +14,7 @@ import pandas as pd
 
 from .design import TASKS, Study
 from .store import Store
-from .plan import plan, selections, study_root, unit_data
+from .planning import plan, selections, study_root, unit_data
 
 # %% auto #0
 __all__ = ['FLAT_DB', 'RATE_COLUMNS', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test', 'budget_ladder',

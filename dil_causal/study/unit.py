@@ -14,7 +14,7 @@ from ..data import image_files, read_image
 from ..models import atomic_write
 from .design import TASKS, Study
 from .store import Store, Unit, make_unit  # `_work` reads make_unit through this module
-from .plan import dataset_folder, training_files, unit_data
+from .planning import dataset_folder, training_files, unit_data
 
 # %% auto #0
 __all__ = ['load_test_set', 'machine', 'source_commit', 'train_unit']
