@@ -36,7 +36,7 @@ __all__ = ['JPEG_MACROBLOCK', 'METHODS', 'CHECKPOINT', 'RESUME_MAY_CHANGE', 'STA
            'TrainState', 'adam_setup', 'erm_step', 'reptile_setup', 'dil_sf_step', 'dil_pf_step', 'virtual_update',
            'ss_meta_objective', 'ps_meta_objective', 'meta_gradient', 'dil_ss_step', 'dil_ps_step',
            'second_order_setup', 'Method', 'held_out', 'split_validation', 'validate', 'save_checkpoint',
-           'load_checkpoint', 'resume_from', 'History', 'FitResult', 'StallWatch', 'fit']
+           'load_checkpoint', 'resume_from', 'History', 'FitResult', 'Validation', 'fit']
 
 # %% ../nbs/40_train.ipynb #38fa7a2f
 @dataclass
@@ -695,19 +695,6 @@ def _due(step: int, every: int, last: bool) -> bool: return last or (every > 0 a
 
 STALL_DB, STALL_VALIDATIONS = 0.05, 3 # warn when the model's validation PSNR stays this close to its input's this many times running
 
-class StallWatch:
-    "Warns once when the validation margin over the distorted input stays within `tol` dB for `n` validations running."
-    def __init__(self, label: str, tol: float = STALL_DB, n: int = STALL_VALIDATIONS):
-        self.label, self.tol, self.n, self.recent, self.warned = label, tol, n, [], False
-    def __call__(self, step: int, margin: float, val_input: float, lr: float):
-        self.recent = (self.recent + [(step, margin)])[-self.n:]
-        if self.warned or len(self.recent) < self.n or any(abs(m) > self.tol for _, m in self.recent): return
-        self.warned = True
-        warnings.warn(f"{self.label}: the model's validation PSNR has stayed within {self.tol} dB of its distorted input's "
-                      f"({val_input:.2f} dB) for {self.n} validations running (steps {', '.join(str(t) for t, _ in self.recent)}): "
-                      f"it outputs its input. Likely causes: a dead residual branch (identity output), a learning rate too "
-                      f"high or too low (lr {lr:g} now), or the initialisation", stacklevel=3)
-
 def _check_weights(s: TrainState):
     "Refuse to save weights that are not finite (an overflowing update with a finite loss)."
     try: check_finite(s.net.state_dict(), "theta")
@@ -721,6 +708,52 @@ def _save(s: TrainState, out: Path, what: str):
     if s.accelerator.is_main_process and what == "model":
         save_model(s.eval_net(), out / "model.safetensors", s.cfg.backbone, s.cfg.backbone_kwargs, extra=_record(s))
     s.accelerator.wait_for_everyone()
+
+# %% ../nbs/40_train.ipynb #8586be55
+class Validation:
+    "A run's seen-degree validation: the input's PSNR (once), each margin over it, the best weights, the stall warning, the bar's postfix."
+    def __init__(self,
+                 s: TrainState, # the training state (`TrainState.eval_net` is what is validated)
+                 images: dict|None, # name -> (3,H,W) validation image; None: the run does not validate
+                 out: Path, # the run's folder: the best-validated weights go to `model_best.safetensors` there
+                 label: str, # the method's name, for the warning
+                 tol: float = STALL_DB, # a validation within this many dB of the input's PSNR counts as stalled
+                 n: int = STALL_VALIDATIONS, # stalled validations running before the warning
+                ):
+        self.s, self.images, self.out, self.label, self.tol, self.n = s, images, out, label, tol, n
+        self.input = validate(s, images, input_only=True) if images else None  # the distorted input's PSNR: it never changes
+        self.recent, self.warned, self.shown = [], False, {}
+
+    def __call__(self) -> float|None: # the validation PSNR (dB), or None when none is due at this step
+        "Validate when one is due (every `val_every` steps and at the run's last step) and `record` it."
+        s = self.s
+        if not self.images or not _due(s.step, s.cfg.val_every, s.step == s.cfg.steps): return None
+        return self.record(validate(s, self.images))
+
+    def record(self, psnr: float, # a validation PSNR (dB) of the weights at `s.step`
+              ) -> float: # `psnr`
+        "Keep the weights if they are the best validated so far, and watch the margin over the input."
+        _keep_best(self.s, psnr, self.out)
+        self.recent = (self.recent + [(self.s.step, psnr - self.input)])[-self.n:]
+        self.warn_if_stalled()
+        return psnr
+
+    def warn_if_stalled(self):
+        "Warn once when the last `n` margins all lie within `tol` dB: the model outputs its input."
+        if self.warned or len(self.recent) < self.n or any(abs(m) > self.tol for _, m in self.recent): return
+        self.warned = True
+        warnings.warn(f"{self.label}: the model's validation PSNR has stayed within {self.tol} dB of its distorted input's "
+                      f"({self.input:.2f} dB) for {self.n} validations running (steps {', '.join(str(t) for t, _ in self.recent)}): "
+                      f"it outputs its input. Likely causes: a dead residual branch (identity output), a learning rate too "
+                      f"high or too low (lr {self.s.lr:g} now), or the initialisation",
+                      stacklevel=5)  # warn_if_stalled <- record <- __call__ <- fit <- fit's caller, where the warning points
+
+    def postfix(self, row: dict, # a row `History.log` returned
+               ) -> dict: # what the progress bar shows: the row's loss, the last validation's margin (kept until the next)
+        "The progress bar's postfix after a logged row."
+        self.shown["loss"] = f"{row['loss']:.4f}"
+        if row["val_margin"] is not None: self.shown["margin"] = f"{row['val_margin']:+.2f} dB"
+        return self.shown
 
 # %% ../nbs/40_train.ipynb #f4f111fc
 def _memory_format(cfg: TrainConfig, method: Method, accelerator: Accelerator) -> torch.memory_format:
@@ -765,24 +798,23 @@ def fit(config: TrainConfig|None = None, # the run's configuration (defaults if 
         if resume and (out / CHECKPOINT).exists(): resume_from(out / CHECKPOINT, s)
         history = History(out, s)
 
+        # the loop: the method's step (its `accelerator.backward` inside), validation, logging, checkpoints
         model.train()
-        val_input, stall, shown = validate(s, val_images, input_only=True) if val_images else None, StallWatch(method.label), {}
+        validation = Validation(s, val_images, out, method.label)  # measures the distorted input's PSNR once
         bar = progress(accelerator.skip_first_batches(loader, s.step), desc=method.label, initial=s.step, total=cfg.steps,
                        leave=False, disable=not (cfg.progress and accelerator.is_main_process))
         for batch in bar:
             logs = method.step(s, batch)
             s.advance(method.passes(len(sampler)))  # counters, schedules, EMA
-            end, last = s.step == cfg.steps, s.step in (cfg.steps, stop_after)  # a session's last step is not the run's
-            val = validate(s, val_images) if val_images and _due(s.step, cfg.val_every, end) else None
-            if val is not None: _keep_best(s, val, out); stall(s.step, val - val_input, val_input, s.lr)
+            last = s.step in (cfg.steps, stop_after)  # a session's last step is not the run's
+            val = validation()  # None unless one is due
             if _due(s.step, cfg.log_every, last) or val is not None:
-                row = history.log(logs, val, val_input)
-                shown.update(loss=f"{row['loss']:.4f}", **({"margin": f"{row['val_margin']:+.2f} dB"} if val is not None and val_input is not None else {}))
-                bar.set_postfix(**shown)  # the last validation's margin over the input stays in view
+                bar.set_postfix(**validation.postfix(history.log(logs, val, validation.input)))
             if _due(s.step, cfg.ckpt_every, last): _save(s, out, "checkpoint")
             if last: break
         bar.close()
 
+        # the end: the final model, the history, the trackers finished
         _save(s, out, "model")
         frame = history.close()
         if accelerator.is_main_process: atomic_write(out / "history.csv", lambda p: frame.to_csv(p, index=False))

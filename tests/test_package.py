@@ -1,9 +1,7 @@
 """Packaging: the install the README promises, and the rules every later change must keep."""
-import ast
-import configparser
+import ast, configparser, inspect, sys, textwrap
 
 from conftest import ROOT, run, venv_bin
-import sys
 
 
 def test_fit_imports_in_a_clean_interpreter(tmp_path):
@@ -51,3 +49,30 @@ def test_study_docstrings_carry_their_whole_text():
     from dil_causal.study import adopt, selections
     assert "refine" in selections.__doc__ and "refine_top" in pydoc.render_doc(selections), selections.__doc__
     assert "reused_name" in adopt.__doc__, adopt.__doc__
+
+
+BRANCHING = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.IfExp)
+
+def branch_points(source: str) -> int:
+    "if/for/while/try/with statements, conditional expressions, each `and`/`or`, and each `for` and `if` of a comprehension."
+    n = 0
+    for node in ast.walk(ast.parse(textwrap.dedent(source))):
+        if isinstance(node, BRANCHING): n += 1
+        elif isinstance(node, ast.BoolOp): n += len(node.values) - 1  # `a and b or c`: two
+        elif isinstance(node, ast.comprehension): n += 1 + len(node.ifs)
+    return n
+
+
+def test_branch_points_counts_each_kind():
+    assert branch_points("x = 1") == 0
+    assert branch_points("if a and b or c: pass") == 3
+    assert branch_points("with f() as g:\n    for x in y:\n        pass\nelse_ = 1 if z else 2") == 3
+    assert branch_points("try:\n    pass\nexcept E:\n    pass\nwhile q: pass") == 2
+    assert branch_points("d = {k: v for k, v in e if v if k}") == 3
+
+
+def test_fit_reads_like_accelerates_example():
+    "Accelerate's examples/cv_example.py `training_function` has 15 branch points by this count; `fit` keeps to that."
+    from dil_causal.train import fit
+    n = branch_points(inspect.getsource(fit))
+    assert n <= 15, f"fit has {n} branch points (at most 15): move what grew inline into a helper that owns it"
