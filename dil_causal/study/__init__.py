@@ -6,13 +6,13 @@
 __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Arm', 'Study', 'STAGES', 'NOT_KEYED', 'GROWS',
            'Unit', 'unit_key', 'make_unit', 'Store', 'adopt', 'rank', 'selections', 'plan', 'study_root',
            'dataset_folder', 'training_files', 'unit_data', 'CPU_MS_PER_PASS', 'in_shard', 'estimate_seconds',
-           'pending', 'load_test_set', 'machine', 'source_commit', 'train_unit', 'default_work', 'run', 'run_ensembles',
-           'FLAT_DB', 'RATE_COLUMNS', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test',
-           'budget_ladder', 'flattening', 'input_psnr', 'margin_table', 'validation_margin', 'collapsed_runs',
-           'failed_runs', 'family_table', 'selection_ablation', 'paired_table', 'arms_table', 'flattening_text',
-           'best_checkpoint_text', 'wall_time_text', 'missing_text', 'answer_text', 'plot_curves', 'report', 'status',
-           'study_command', 'import_csv_study', 'PAPER_ERM_MARGIN', 'study_map', 'plot_map', 'committed_store',
-           'answer_sentence']
+           'pending', 'load_test_set', 'machine', 'source_commit', 'train_unit', 'train_group', 'default_work',
+           'Claims', 'failures', 'failures_text', 'Engine', 'ENGINES', 'run', 'FLAT_DB', 'RATE_COLUMNS', 'Results',
+           'results', 't_interval', 'per_seed', 'paired', 'variance_test', 'budget_ladder', 'flattening', 'input_psnr',
+           'margin_table', 'validation_margin', 'collapsed_runs', 'failed_runs', 'family_table', 'selection_ablation',
+           'paired_table', 'arms_table', 'flattening_text', 'best_checkpoint_text', 'wall_time_text', 'missing_text',
+           'answer_text', 'plot_curves', 'report', 'status', 'study_command', 'import_csv_study', 'PAPER_ERM_MARGIN',
+           'study_map', 'plot_map', 'committed_store', 'answer_sentence']
 
 # %% ../../nbs/71_study.ipynb #31de4e15
 from .design import PROTOCOL, TASKS, RATES, GRIDS, ARMS, STUDIES, Task, Arm, Study
@@ -20,8 +20,8 @@ from .store import STAGES, NOT_KEYED, GROWS, Unit, unit_key, make_unit, Store, a
 from .planning import (
     rank, selections, plan, study_root, dataset_folder, training_files, unit_data, CPU_MS_PER_PASS, in_shard,
     estimate_seconds, pending)
-from .unit import load_test_set, machine, source_commit, train_unit
-from .running import default_work, run, run_ensembles
+from .unit import load_test_set, machine, source_commit, train_unit, train_group
+from .running import default_work, Claims, failures, failures_text, Engine, ENGINES, run
 from .stats import (
     FLAT_DB, RATE_COLUMNS, Results, results, t_interval, per_seed, paired, variance_test, budget_ladder, flattening,
     input_psnr, margin_table, validation_margin, collapsed_runs, failed_runs, family_table, selection_ablation)
@@ -33,8 +33,8 @@ from .map import PAPER_ERM_MARGIN, study_map, plot_map, committed_store, answer_
 _all_ = ["PROTOCOL", "TASKS", "RATES", "GRIDS", "ARMS", "STUDIES", "Task", "Arm", "Study", "STAGES", "NOT_KEYED",
          "GROWS", "Unit", "unit_key", "make_unit", "Store", "adopt", "rank", "selections", "plan", "study_root",
          "dataset_folder", "training_files", "unit_data", "CPU_MS_PER_PASS", "in_shard", "estimate_seconds",
-         "pending", "load_test_set", "machine", "source_commit", "train_unit", "default_work", "run",
-         "run_ensembles", "FLAT_DB", "RATE_COLUMNS", "Results", "results", "t_interval", "per_seed", "paired",
+         "pending", "load_test_set", "machine", "source_commit", "train_unit", "train_group", "default_work", "Claims",
+         "failures", "failures_text", "Engine", "ENGINES", "run", "FLAT_DB", "RATE_COLUMNS", "Results", "results", "t_interval", "per_seed", "paired",
          "variance_test", "budget_ladder", "flattening", "input_psnr", "margin_table", "validation_margin",
          "collapsed_runs", "failed_runs", "family_table", "selection_ablation", "paired_table", "arms_table",
          "flattening_text", "best_checkpoint_text", "wall_time_text", "missing_text", "answer_text", "plot_curves",
