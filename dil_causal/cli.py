@@ -5,7 +5,9 @@
 # %% ../nbs/60_cli.ipynb #b7722bab
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 import sys
 import textwrap
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from fastcore.docments import docments
 from fastcore.script import Param, anno_parser
 
 import json
@@ -26,12 +29,14 @@ from .evaluate import PROTOCOLS, evaluate
 from .models import load_model, model_card, pretrained_names, pretrained_path, read_record
 from .restore import restore_cli
 from .sampler import get_preset
-from .study import answer_sentence, study_command
+from .study import (STUDIES, Store, adopt, answer_sentence, estimate_seconds, failures, failures_text, pending, report,
+                              run, status, study_root)
 from .train import TrainConfig, fit
 
 # %% auto #0
-__all__ = ['COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'plot_history',
-           'eval_checkpoint', 'parse_device', 'restore', 'standing_text', 'models', 'data', 'main']
+__all__ = ['STUDY', 'COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'plot_history',
+           'eval_checkpoint', 'parse_device', 'restore', 'standing_text', 'models', 'data', 'study_plan', 'study_run',
+           'study_status', 'study_report', 'main']
 
 # %% ../nbs/60_cli.ipynb #25f9c6ab
 def comparison_table(results: pd.DataFrame, # `evaluate` rows with a `method` column
@@ -333,10 +338,94 @@ def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the 
         return result
     raise ValueError(f"unknown data action {action!r}: use 'list', 'verify' or 'prepare'")
 
+# %% ../nbs/60_cli.ipynb #63c16f05
+def study_plan(store: str, # the study's store folder
+               study: str = "", # the study to start the store with (a key of `STUDIES`); without it the store must exist
+               data: str = "", # data root with the training and test sets (default: $DIL_DATA or ../shared/data)
+               no_reuse: bool = False, # count every unit as one to train, even one that another store holds under the same key
+               reuse_from: list = None, # a store to copy finished units from (repeat it for more; default: the stores beside this one that hold the same study on the same data)
+              ):
+    "Start a store for a study (or read one): the units ready to train, those waiting for a selection, and their cost."
+    if study and study not in STUDIES: raise KeyError(f"unknown study {study!r}; known studies: {', '.join(STUDIES)}")
+    st = Store.create(store, study) if study else Store(store)
+    units, waiting, records = pending(st, study_root(data or None))
+    print(f"{st.path}: {st.study.task}, {st.study.backbone}, arms {', '.join(st.study.arms)}; {len(records)} units done, "
+          f"{len(units)} ready to run, {sum(len(w['seeds']) for w in waiting)} waiting for a selection")
+    copy = {} if no_reuse else {r["key"]: r for r in adopt(st, units, reuse_from, write=False)}  # `run` copies these
+    secs = {u.key: estimate_seconds(st.study, u, records) for u in units if u.key not in copy}
+    for u in units[:20]:
+        print(f"  {u.name}  " + (f"copied from {copy[u.key]['reused_from']}" if u.key in copy else f"≈{secs[u.key] / 60:.1f} min"))
+    if len(units) > 20: print(f"  … {len(units) - 20} more")
+    est = sum(secs.values())
+    print("ready units: about " + (f"{est / 3600:.1f} h" if est >= 3600 else f"{est / 60:.0f} min") + " on one process"
+          + (f" ({len(copy)} of them copied, not trained)" if copy else ""))
+
+def study_run(store: str, # the study's store folder
+              time_limit: float = 0, # seconds: no unit (or ensemble) starts that its estimate says would end later (0: no limit)
+              jobs: int = None, # units trained at once (default: 2 local processes; 1 ensemble; with --scheduler, the cluster's worker threads)
+              threads: int = None, # torch threads per unit (default: 1 for the process engine)
+              shard: str = "", # "i/N" trains only the units whose key hashes to i of N (one store per machine; copy them together)
+              work: str = "", # checkpoint folder outside the store (default: $DIL_STUDY_WORK or ~/.cache/dil_causal/study-work)
+              data: str = "", # data root with the training and test sets (default: $DIL_DATA or ../shared/data), the same path on every worker
+              max_units: int = None, # start at most this many units
+              retry_failed: bool = False, # train again the units that failed in an earlier run (without it they are left, and listed)
+              scheduler: str = "", # a Dask scheduler's address (e.g. tcp://node:8786): its workers train the units (pip install 'dil_causal[cluster]')
+              no_reuse: bool = False, # train every unit here, even one that another store holds under the same key
+              reuse_from: list = None, # a store to copy finished units from (repeat it for more; default: the stores beside this one that hold the same study on the same data)
+             ):
+    "Train the store's missing units in priority order, on local processes or a Dask cluster, within a time limit and a shard."
+    done = run(store, time_limit=time_limit or None, jobs=jobs, threads=threads, shard=shard or None, work=work or None,
+               data=data or None, max_units=max_units, reuse=not no_reuse, reuse_from=reuse_from, retry_failed=retry_failed,
+               scheduler=scheduler or None)
+    print(f"{len(done)} units finished; `dil-causal study status {store}` says what is left")
+
+def study_status(store: str, # the study's store folder
+                 json: bool = False, # one JSON object per cell, then one per failed unit, for scripts
+                ):
+    "Say what is done: seeds done and planned per cell (task, backbone, arm, stage, budget), and the units that failed."
+    import json as _json
+    cells, failed = status(store), failures(store)
+    if json:
+        for r in cells.to_dict("records"): print(_json.dumps(r))
+        for f in failed: print(_json.dumps(dict(failed=f["name"], error=f.get("error"), message=f["message"], when=f.get("failed"), host=f.get("host"))))
+        return
+    print(cells.to_string(index=False))
+    if failed:
+        print(f"\n{len(failed)} units failed (no result of theirs is in any table; `dil-causal study run --retry-failed` trains them again):")
+        for f in failed: print(f"  {f['name']}: {f.get('error', '')}: {str(f['message']).splitlines()[0][:150]} ({f.get('failed', '')}, {f.get('host', '')})")
+
+def study_report(store: str, # the study's store folder
+                 save: bool = False, # also write answer.md and curves.png into the store
+                ):
+    "Render the store's answer from the units it holds (n seeds per cell, the units still missing), and its failures."
+    print(report(store, write=save))
+    if text := failures_text(store): print("\n" + text)
+
+STUDY = {"plan": study_plan, "run": study_run, "status": study_status, "report": study_report}
+
+def _parser(func, prog: str) -> argparse.ArgumentParser:
+    "A subcommand's parser from its function: its docments as help, its options spelled with hyphens."
+    import typing
+    hints = typing.get_type_hints(func)
+    p = argparse.ArgumentParser(prog=prog, description=func.__doc__)
+    for name, d in docments(func, full=True, returns=False).items():
+        flag, kind = "--" + name.replace("_", "-"), hints.get(name, str)
+        if d["default"] is inspect.Parameter.empty: p.add_argument(name, type=kind, help=d["docment"])
+        elif kind is bool: p.add_argument(flag, dest=name, action="store_true", help=d["docment"])
+        elif kind is list: p.add_argument(flag, dest=name, action="append", metavar="DIR", help=d["docment"])
+        else: p.add_argument(flag, dest=name, type=kind, default=d["default"], metavar=name.upper(), help=d["docment"])
+    return p
+
+def _hyphens(arg: str) -> str:
+    "An option spelled with underscores (`--time_limit`, `--time_limit=60`) as its hyphenated form; other words as they are."
+    if not arg.startswith("--"): return arg
+    name, eq, value = arg.partition("=")
+    return name.replace("_", "-") + eq + value
+
 # %% ../nbs/60_cli.ipynb #ebd32849
 COMMANDS = {"demo": demo, "train": train, "eval": eval_checkpoint, "restore": restore, "models": models, "data": data,
-            "study": study_command}
-ALIASES = {"--from": "--source", "-n": "--name", "--time-limit": "--time_limit", "--no-reuse": "--no_reuse"} # option spellings that are Python keywords, and short forms
+            "study": STUDY} # a dict: a command with subcommands
+ALIASES = {"--from": "--source", "-n": "--name"} # option spellings that are Python keywords, and short forms
 
 def _message(e: Exception) -> str:
     "One line for an error: an OSError's reason and file, otherwise its message."
@@ -352,17 +441,29 @@ def main(argv: list[str]|None = None, # arguments after the program name (defaul
         return 0
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: dil-causal COMMAND [options]\n\ncommands:")
-        for name, f in COMMANDS.items(): print(f"  {name:10s} {f.__doc__}")
+        for name, f in COMMANDS.items(): print(f"  {name:10s} " + (f.__doc__ if callable(f) else f"{'|'.join(f)}: see 'dil-causal {name} --help'"))
         print("\n'dil-causal COMMAND --help' describes a command's options; 'dil-causal --version' prints the version.")
         return 0 if argv else 2
     if argv[0] not in COMMANDS:
         print(f"dil-causal: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    func = COMMANDS[argv[0]]
-    args = vars(anno_parser(func, prog=f"dil-causal {argv[0]}").parse_args([ALIASES.get(a, a) for a in argv[1:]]))
-    args.pop("pdb", None); args.pop("xtra", None)
+    func, prog, rest = COMMANDS[argv[0]], f"dil-causal {argv[0]}", argv[1:]
+    if isinstance(func, dict):  # a subcommand: its own parser, hyphenated options
+        if not rest or rest[0] in ("-h", "--help"):
+            print(f"usage: {prog} {{{','.join(func)}}} ...\n\nsubcommands:")
+            for name, f in func.items(): print(f"  {name:8s} {f.__doc__}")
+            print(f"\n'{prog} SUBCOMMAND --help' describes its options.")
+            return 0 if rest else 2
+        if rest[0] not in func:
+            print(f"{prog}: unknown subcommand {rest[0]!r}; subcommands: {', '.join(func)}", file=sys.stderr)
+            return 2
+        func, prog = func[rest[0]], f"{prog} {rest[0]}"
+        args = vars(_parser(func, prog).parse_args([_hyphens(a) for a in rest[1:]]))
+    else:
+        args = vars(anno_parser(func, prog=prog).parse_args([ALIASES.get(a, a) for a in rest]))
+        args.pop("pdb", None); args.pop("xtra", None)
     try: func(**args)
     except (ValueError, KeyError, OSError, FloatingPointError) as e:  # bad input or a failing disk: one line, not a traceback
-        print(f"dil-causal {argv[0]}: error: {_message(e)}", file=sys.stderr)
+        print(f"{prog}: error: {_message(e)}", file=sys.stderr)
         return 1
     return 0
