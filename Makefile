@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo lab test check-export check-clean check-readme nbtest pytest docs readme lock clean help
 
 help:
-	@echo "make install  create .venv (if missing) and install dil_causal with its dev tools (idempotent)"
+	@echo "make install  create .venv (if missing) and install dil_causal with its dev tools and Dask (idempotent)"
 	@echo "make demo     install, then train ERM and DIL_sf on the embedded photos and compare them"
 	@echo "make lab      install, then open JupyterLab on the tutorials (nbs/tutorials/)"
 	@echo "make test     install, then: export and clean leave no diff, README is current, nbdev_test, pytest"
@@ -26,7 +26,7 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python settings.ini setup.py constraints.txt
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH_PIN)
-	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,cluster]"
 	touch $(STAMP)
 
 install: $(STAMP)
