@@ -95,6 +95,19 @@ def test_fold_code():
     assert body.count("<div") == body.count("</div>")
 
 
+def test_folded_cells_are_folded_on_their_pages(site):
+    "Every `#| code-fold: true` cell of a notebook is one folded block on its page (the tutorials' plotting code)."
+    manifest = {m["notebook"]: m["page"] for m in json.loads((site / "preview.json").read_text())}
+    n_folded = 0
+    for name in all_notebooks():
+        nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
+        want = sum(1 for c in nb.cells if c.cell_type == "code" and re.search(r"^#\|\s*code-fold:\s*true", c.source, re.M))
+        html = (site / manifest[name]).read_text()
+        assert html.count('<details class="code-fold">') == want, (name, want)
+        n_folded += want
+    assert n_folded >= 6  # the tutorials fold their explorers' plotting and widget code
+
+
 def test_page_names():
     assert page_name("20_distortions.ipynb") == "distortions.html"
     assert page_name("tutorials/01_why_networks_fail.ipynb") == "tutorials/why_networks_fail.html"
