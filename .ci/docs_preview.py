@@ -7,7 +7,8 @@ cell), then renders each with nbconvert from its stored outputs and lays the pag
 typeset by a local copy of MathJax 3 (SVG output; from the pip package `django-static-mathjax`, which holds MathJax's files and nothing else), so
 that nothing is fetched from a network when a page is viewed, no `In`/`Out` prompts, markdown links in signatures
 turned into links, links between notebooks pointed at their pages, and each interactive explorer replaced by a note
-(its static figure is on the page). The site settings (title, description) come from the top-level _quarto.yml, the
+(its static figure is on the page), and the code of each `#| code-fold: true` cell folded under a "Code" summary
+that opens on a click, as Quarto folds it. The site settings (title, description) come from the top-level _quarto.yml, the
 one source of the docs configuration.
 
 Usage: python .ci/docs_preview.py [--out _docs]
@@ -57,6 +58,7 @@ body.jp-Notebook { margin: 0; padding: 0; }
 #toc li.h3 { padding-left: 1em; }
 #toc a { color: #444; text-decoration: none; }
 #toc .toc-title { font-weight: 600; margin-bottom: .4em; }
+details.code-fold > summary { cursor: pointer; font: 13px sans-serif; color: #555; margin: .3em 0; }
 .explorer-note { border-left: 3px solid #2780e3; background: #eef5fd; padding: .4em .8em; font: 13px sans-serif; }
 .jp-Cell { padding-left: 0 !important; }
 .jp-InputArea-editor pre, .jp-OutputArea-output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -129,6 +131,29 @@ def fix_links(body: str, nb: str, here: str, site_url: str) -> str:
     return re.sub(r'href="(?!https?:)([^"#]+\.ipynb)(#[^"]*)?"', local, body)
 
 
+FOLD_TAG = "code-fold"  # the cell tag that marks a `#| code-fold: true` cell; nbconvert's lab template makes it a class
+
+
+def _div_end(html_text: str, start: int) -> int:
+    "The index just after the `</div>` that closes the `<div` opened at `start`."
+    depth = 0
+    for m in re.compile(r"<div\b|</div>").finditer(html_text, start):
+        depth += 1 if m.group() == "<div" else -1
+        if depth == 0: return m.end()
+    raise ValueError(f"unclosed <div> at {start}")
+
+
+def fold_code(body: str) -> str:
+    "Wrap the input of each cell tagged `code-fold` in a closed `<details>`, as Quarto's `code-fold: true` does."
+    out, pos = [], 0
+    for m in re.finditer(rf'<div class="[^"]*\bcelltag_{FOLD_TAG}\b[^"]*"[^>]*>\s*(<div class="jp-Cell-inputWrapper")', body):
+        start = m.start(1)
+        end = _div_end(body, start)
+        out += [body[pos:start], '<details class="code-fold"><summary>Code</summary>', body[start:end], "</details>"]
+        pos = end
+    return "".join(out) + body[pos:]
+
+
 def drop_widgets(nb) -> None:
     "Replace each ipywidgets output (a live explorer, nothing to show in a static page) with a note."
     nb.metadata.pop("widgets", None)
@@ -160,9 +185,10 @@ def main(out: str = "_docs"):
         nb = nbformat.read(p, as_version=4)
         fm = front_matter(nb)
         nb.cells = [c for c in nb.cells if not (c.cell_type == "raw" and c.source.startswith("---"))]
-        for c in nb.cells:  # what Quarto does with cell directives: hide `echo: false` inputs, drop the `#|` lines
+        for c in nb.cells:  # what Quarto does with cell directives: hide `echo: false` inputs, fold `code-fold: true`, drop the `#|` lines
             if c.cell_type != "code": continue
             if re.search(r"^#\|\s*echo:\s*false", c.source, re.M): c.metadata.setdefault("tags", []).append("hide-input")
+            if re.search(r"^#\|\s*code-fold:\s*true", c.source, re.M): c.metadata.setdefault("tags", []).append(FOLD_TAG)
             c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|"))
         nb.cells = [c for c in nb.cells if c.cell_type != "code" or c.source.strip() or c.get("outputs")]
         drop_widgets(nb)
@@ -176,6 +202,7 @@ def main(out: str = "_docs"):
                                 mathjax_url=rel("mathjax/tex-svg.js", here))
         exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True), enabled=True)
         body, _ = exporter.from_notebook_node(nb)
+        body = fold_code(body)
         body = body.replace('{target="_blank" style="float:right; font-size:smaller"}', "")  # Quarto-only attribute
         body = re.sub(r'<script src="https?://[^"]*"[^>]*>\s*</script>', "", body)  # require.js etc.: nothing remote
         body = fix_links(body, rel_nb, here, site_url)

@@ -156,18 +156,24 @@ def _probe_targets(confs: list[Confounder], n: int) -> dict:
 
 def plot_probe(table: pd.DataFrame, # `distortion_probe`'s table
                title: str = "", # figure title
+               floor: float = -0.5, # the lowest score the axis shows: a bar below it is cut there and labelled with its value
               ) -> plt.Figure: # bars of the held-out score per target and method, chance dashed
-    "Bar chart of the probe scores, with the chance level of each target dashed."
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    "Bar chart of the probe scores, with the chance level of each target dashed; a score far below 0 is cut and labelled."
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
     sns.barplot(data=table, x="target", y="score", hue="method", hue_order=sorted(table.method.unique()), ax=ax)
     for i, target in enumerate(table.target.unique()):
         chance = table.loc[table.target == target, "chance"].mean()
         ax.hlines(chance, i - 0.45, i + 0.45, colors="k", linestyles="--", label="chance" if i == 0 else None)
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set(xlabel="", ylabel="held-out accuracy / R²", ylim=(min(-0.1, table.score.min() - 0.05), 1.05),
+    bottom = min(-0.1, max(floor, table.score.min() - 0.05))
+    for bars in ax.containers:
+        for bar in bars:
+            if bar.get_height() < bottom:  # cut: write its value where the axis ends
+                ax.annotate(f"{bar.get_height():.2f}", (bar.get_x() + bar.get_width() / 2, bottom), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=10, color="white")
+    ax.set(xlabel="", ylabel="held-out accuracy / R²", ylim=(bottom, 1.05),
            title=title or "What a linear probe reads from the features")
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+    ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 def distortion_probe(models: nn.Module|dict[str, nn.Module|None], # a backbone, or name -> backbone (None: the input)
@@ -222,7 +228,7 @@ def plot_invariance(table: pd.DataFrame, # `counterfactual_invariance`'s table
                    ) -> plt.Figure: # one heatmap of the ratio per method
     "Heatmaps of the counterfactual-invariance ratio per confounder pair, one per method."
     methods = sorted(table.method.unique())
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods) + 0.8, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.9 * len(methods) + 0.7, 3.3), squeeze=False, layout="constrained")
     vmax = table.ratio.max()
     for ax, m in zip(axes[0], methods):
         part = table[table.method == m]
@@ -232,9 +238,11 @@ def plot_invariance(table: pd.DataFrame, # `counterfactual_invariance`'s table
         labels = [n.split("@")[-1] for n in names]
         sns.heatmap(grid, ax=ax, vmin=0, vmax=vmax, cmap="viridis", square=True, cbar=ax is axes[0, -1],
                     xticklabels=labels, yticklabels=labels)
-        ax.set(title=f"{m}: mean ρ = {part.ratio.mean():.2f}", xlabel="degree", ylabel="degree")
-    fig.suptitle(title or "Counterfactual invariance ρ (lower: more invariant)")
-    fig.tight_layout()
+        ax.set_title(f"{m}: mean ρ = {part.ratio.mean():.2f}", fontsize=12)
+        ax.set_xlabel("degree", fontsize=11); ax.set_ylabel("degree", fontsize=11)
+        ax.tick_params(labelsize=11)
+    axes[0, -1].collections[0].colorbar.ax.tick_params(labelsize=11)
+    fig.suptitle(title or "Counterfactual invariance ρ (lower: more invariant)", fontsize=12)
     return fig
 
 def counterfactual_invariance(models: nn.Module|dict[str, nn.Module|None], # a backbone, or name -> backbone (None: the input)
@@ -314,22 +322,20 @@ def plot_degree_effect(errors: pd.DataFrame, # `restoration_errors`' table
                        title: str = "", # figure title
                       ) -> plt.Figure: # error against degree per method, and the estimated slopes
     "Restoration error against the degree per method (seen range shaded), and DoWhy's slopes with 95 % intervals."
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw=dict(width_ratios=(3, 2)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.2, 3.8), gridspec_kw=dict(width_ratios=(3, 2)), layout="constrained")
     seen = errors.loc[errors.seen, "degree"]
     if len(seen): left.axvspan(seen.min(), seen.max(), color="0.85", zorder=0, label="seen in training")
     order = sorted(errors.method.unique())  # the colours of `generalization_curve`
     sns.lineplot(data=errors, x="degree", y="error", hue="method", hue_order=order, marker="o", errorbar=("ci", 95), ax=left)
     left.set(xlabel="distortion degree", ylabel="RMSE (0-255)", title="Restoration error")
-    left.legend(fontsize=8)
-    sns.barplot(data=effects, x="range", y="estimate", hue="method", hue_order=order, errorbar=None, ax=right)
+    left.legend(fontsize=10)
+    sns.barplot(data=effects, x="range", y="estimate", hue="method", hue_order=order, errorbar=None, legend=False, ax=right)  # colours as on the left
     for bars, (_, part) in zip(right.containers, effects.groupby("method")):  # one bar container per method, sorted
         centres = [bar.get_x() + bar.get_width() / 2 for bar in bars]
         right.errorbar(centres, part.estimate, yerr=[part.estimate - part.ci_low, part.ci_high - part.estimate],
                        fmt="none", color="k", lw=1, capsize=2)
     right.set(xlabel="degrees", ylabel="d error / d degree", title="Effect of do(degree) (DoWhy)")
-    right.legend(fontsize=8)
     fig.suptitle(title or "How the distortion degree drives the restoration error")
-    fig.tight_layout()
     return fig
 
 def degree_effect(models: nn.Module|dict[str, nn.Module|None], # a restorer, or name -> restorer (None: the input)

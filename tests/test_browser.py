@@ -3,13 +3,14 @@
 Builds the Quarto-free preview (`.ci/docs_preview.py`), opens each page in Debian's `chromium` driven by Playwright's
 Python package (the system browser: Playwright's own browser downloads are never used), and checks that the page
 logs no console error and loads no failing request, that every image has loaded (`naturalWidth > 0`), that MathJax
-has typeset every equation (no raw `$$` left in the text), that the sidebar lists every notebook, and that every
-page has a table of contents. A second test does what `make lab` offers: JupyterLab runs tutorial 2 and its explorer
+has typeset every equation (no raw `$$` left in the text), that every markdown table was rendered as a table (no line
+of raw `| a | b |` syntax left in the text), that the sidebar lists every notebook, and that every page has a table of
+contents. A second test does what `make lab` offers: JupyterLab runs tutorial 2 and its explorer
 redraws the graph when a checkbox is clicked. Screenshots go to a temporary folder (printed), never into the repository.
 
 `.ci/run` installs Chromium on a Debian-like machine; where no Chromium can be found the test skips and says why.
 """
-import json, os, shutil, sys, tempfile
+import json, os, re, shutil, sys, tempfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,34 @@ def browser():
         b.close()
 
 
+SEPARATOR_CELL = re.compile(r"\|\s*:?-+:?\s*\|")  # a cell of a table's `|---|:--:|` row, anywhere in a line
+
+
+def raw_table_lines(text: str) -> list[str]:
+    "The lines of rendered text that are markdown table syntax left unrendered: a line holding a separator cell"
+    " (`|---|`, `|:--|`; the rows of a paragraph run together into one line), or one that starts and ends with `|`"
+    " and has two or more cells."
+    raw = []
+    for line in map(str.strip, text.splitlines()):
+        row = len(line) > 1 and line.startswith("|") and line.endswith("|") and line.count("|") >= 3
+        if row or SEPARATOR_CELL.search(line): raw.append(line[:100])
+    return raw
+
+
+def test_raw_table_lines():
+    "What the browser test counts as an unrendered table, on the rows that broke the README's table (a code span"
+    " holding `|` gave one row more cells than the header, and the whole table was dropped to text)."
+    raw = ("Where things live\n| area | notebooks | modules |\n|---|---|---|\n"
+           "| reproduction | `71_study` | `dil-causal study plan|run|status|report` |")
+    expected = ["| area | notebooks | modules |", "|---|---|---|", "| reproduction | `71_study` | `dil-causal study plan|run|status|report` |"]
+    assert raw_table_lines(raw) == expected
+    assert raw_table_lines("|:--|--:|") == ["|:--|--:|"]
+    assert raw_table_lines("Where things live | area | notebooks | |---|---| | data |") != []  # rows run together
+    for prose in ("P(I_o | do(I_d)) = Σ_i P(I_o | I_d, d_i)", "|x| is the absolute value", "a | b | c in the middle",
+                  "area\tnotebooks\tmodules", "| one cell |"):  # maths, prose and a rendered table's text are not raw
+        assert raw_table_lines(prose) == [], prose
+
+
 def test_every_page_in_chromium(site, browser):
     manifest = json.loads((site / "preview.json").read_text())
     pages = [m["page"] for m in manifest]
@@ -62,6 +91,7 @@ def test_every_page_in_chromium(site, browser):
             images: [...document.images].map(i => ({src: i.src.slice(0, 60), ok: i.complete && i.naturalWidth > 0})),
             rawMath: [...document.querySelectorAll('.jp-MarkdownCell, .jp-RenderedMarkdown, header')]
                        .map(e => e.innerText).filter(t => t.includes('$$')).map(t => t.slice(0, 80)),
+            markdown: [...document.querySelectorAll('.jp-MarkdownCell, .jp-RenderedMarkdown, header')].map(e => e.innerText),
             sidebar: [...document.querySelectorAll('#sidebar a')].map(a => a.getAttribute('href')),
             toc: document.querySelectorAll('#toc a').length,
             prompts: [...document.querySelectorAll('.jp-InputPrompt, .jp-OutputPrompt')].map(e => e.innerText.trim()).filter(Boolean),
@@ -72,7 +102,9 @@ def test_every_page_in_chromium(site, browser):
         here_dir = os.path.dirname(page_path)
         linked = {os.path.normpath(os.path.join(here_dir, h)).replace(os.sep, "/") for h in state["sidebar"]}
         missing = set(pages) - linked
+        raw_tables = sorted({line for text in state["markdown"] for line in raw_table_lines(text)})
         for what, bad in (("console errors", errors), ("images not loaded", bad_imgs), ("raw $$", state["rawMath"]),
+                          ("raw markdown table", raw_tables),
                           ("sidebar lacks", sorted(missing)), ("prompts", state["prompts"])):
             if bad: problems.append((page_path, what, bad))
         if state["toc"] == 0 and page_path != "index.html": problems.append((page_path, "no table of contents", []))

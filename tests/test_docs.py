@@ -9,7 +9,7 @@ import yaml
 from conftest import ROOT, run
 
 sys.path.insert(0, str(ROOT / ".ci"))
-from docs_preview import page_name, sidebar_notebooks  # noqa: E402
+from docs_preview import fold_code, page_name, sidebar_notebooks  # noqa: E402
 
 
 def notebook_title(nb) -> str:
@@ -80,6 +80,32 @@ def test_sidebar_lists_every_notebook_once_tutorials_first(site):  # after the p
     assert len(listed) == len(set(listed))
     assert listed[0] == "index.ipynb" and contents[1]["section"] == "Tutorials"
     assert all(nb.startswith("tutorials/") for nb in sidebar_notebooks(contents[1]["contents"]))
+
+
+def test_fold_code():
+    "A `code-fold` cell's input goes into a closed <details>; its output and the other cells stay as they were."
+    from nbconvert import HTMLExporter
+    nb = nbformat.v4.new_notebook()
+    folded = nbformat.v4.new_code_cell("plt.plot([1, 2])", metadata={"tags": ["code-fold"]})
+    folded.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "a figure"}, execution_count=1)]
+    nb.cells = [folded, nbformat.v4.new_code_cell("logic = 1")]
+    body = fold_code(HTMLExporter(template_name="lab").from_notebook_node(nb)[0])
+    inside = re.findall(r'<details class="code-fold"><summary>Code</summary>(.*?)</details>', body, flags=re.S)
+    assert len(inside) == 1 and "plt" in inside[0] and "a figure" not in inside[0] and "logic" not in inside[0]
+    assert body.count("<div") == body.count("</div>")
+
+
+def test_folded_cells_are_folded_on_their_pages(site):
+    "Every `#| code-fold: true` cell of a notebook is one folded block on its page (the tutorials' plotting code)."
+    manifest = {m["notebook"]: m["page"] for m in json.loads((site / "preview.json").read_text())}
+    n_folded = 0
+    for name in all_notebooks():
+        nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
+        want = sum(1 for c in nb.cells if c.cell_type == "code" and re.search(r"^#\|\s*code-fold:\s*true", c.source, re.M))
+        html = (site / manifest[name]).read_text()
+        assert html.count('<details class="code-fold">') == want, (name, want)
+        n_folded += want
+    assert n_folded >= 6  # the tutorials fold their explorers' plotting and widget code
 
 
 def test_page_names():
