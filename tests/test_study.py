@@ -136,9 +136,9 @@ def test_flattening_and_wall_time_tables():
     rates = {"ERM": dict(lr=3e-3, inner_lr=np.nan, factor=np.nan), "DIL_sf shared": dict(lr=np.nan, inner_lr=3e-4, factor=4.0)}
     for arm, curve, ms in (("ERM", erm, 10.0), ("DIL_sf shared", dil, 20.0)):
         for s in (1, 2):
-            curves += [dict(part="final", arm=arm, seed=s, name=f"{arm}-{s}", passes=p, val_psnr=v + 0.01 * s, **rates[arm]) for p, v in zip(passes, curve)]
-            units.append(dict(part="final", arm=arm, seed=s, passes=3600, train_seconds=36 * ms, ms_per_pass=ms))
-    seed0 = lambda part, arm, p, v, **r: dict(part=part, arm=arm, seed=0, name=f"{part}-{arm}-{p}-{r}", passes=p, val_psnr=v, **{**rates[arm], **r})
+            curves += [dict(stage="final", arm=arm, seed=s, name=f"{arm}-{s}", passes=p, val_psnr=v + 0.01 * s, **rates[arm]) for p, v in zip(passes, curve)]
+            units.append(dict(stage="final", arm=arm, seed=s, passes=3600, train_seconds=36 * ms, ms_per_pass=ms))
+    seed0 = lambda stage, arm, p, v, **r: dict(stage=stage, arm=arm, seed=0, name=f"{stage}-{arm}-{p}-{r}", passes=p, val_psnr=v, **{**rates[arm], **r})
     curves += [seed0("sweep", "ERM", 1200, 26.0), seed0("sweep", "ERM", 1200, 27.0, lr=1e-2),  # another rate: not on the ladder
                seed0("sweep", "DIL_sf shared", 1200, 21.0), seed0("refine", "ERM", 3600, 28.0),
                seed0("refine", "DIL_sf shared", 3600, 28.0), seed0("ladder", "ERM", 10800, 28.1)]

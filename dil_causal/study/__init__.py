@@ -11,8 +11,11 @@ __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Ar
            'results', 't_interval', 'per_seed', 'paired', 'variance_test', 'budget_ladder', 'flattening', 'input_psnr',
            'margin_table', 'validation_margin', 'collapsed_runs', 'failed_runs', 'family_table', 'selection_ablation',
            'paired_table', 'arms_table', 'flattening_text', 'best_checkpoint_text', 'wall_time_text', 'missing_text',
-           'answer_text', 'plot_curves', 'report', 'status', 'study_command', 'import_csv_study', 'PAPER_ERM_MARGIN',
-           'study_map', 'plot_map', 'committed_store', 'answer_sentence']
+           'answer_text', 'plot_curves', 'report', 'status', 'study_command', 'PAPER_ERM_MARGIN', 'study_map',
+           'plot_map', 'committed_store', 'answer_sentence', 'degree_groups', 'group_per_seed', 'headline_group',
+           'pick_label', 'ratio_interval', 'oracle_table', 'plus_minus', 'verdict', 'md_table', 'share_text',
+           'oracle_text', 'flattening_words', 'Section', 'SECTIONS', 'section_tables', 'in_words', 'map_label',
+           'answer_table', 'plot_answer', 'map_words']
 
 # %% ../../nbs/71_study.ipynb #31de4e15
 from .design import PROTOCOL, TASKS, RATES, GRIDS, ARMS, STUDIES, Task, Arm, Study
@@ -24,11 +27,14 @@ from .unit import load_test_set, machine, source_commit, train_unit, train_group
 from .running import default_work, Claims, failures, failures_text, Engine, ENGINES, run
 from .stats import (
     FLAT_DB, RATE_COLUMNS, Results, results, t_interval, per_seed, paired, variance_test, budget_ladder, flattening,
-    input_psnr, margin_table, validation_margin, collapsed_runs, failed_runs, family_table, selection_ablation)
+    input_psnr, margin_table, validation_margin, collapsed_runs, failed_runs, family_table, selection_ablation, degree_groups,
+    group_per_seed, headline_group, pick_label, ratio_interval, oracle_table)
 from .reporting import (
     paired_table, arms_table, flattening_text, best_checkpoint_text, wall_time_text, missing_text, answer_text,
-    plot_curves, report, status, study_command, import_csv_study)
-from .map import PAPER_ERM_MARGIN, study_map, plot_map, committed_store, answer_sentence
+    plot_curves, report, status, study_command, plus_minus, verdict, md_table, share_text, oracle_text, flattening_words,
+    Section, SECTIONS, section_tables, in_words)
+from .map import (
+    PAPER_ERM_MARGIN, study_map, map_label, plot_map, answer_table, plot_answer, map_words, committed_store, answer_sentence)
 
 _all_ = ["PROTOCOL", "TASKS", "RATES", "GRIDS", "ARMS", "STUDIES", "Task", "Arm", "Study", "STAGES", "NOT_KEYED",
          "GROWS", "Unit", "unit_key", "make_unit", "Store", "adopt", "rank", "selections", "plan", "study_root",
@@ -38,5 +44,7 @@ _all_ = ["PROTOCOL", "TASKS", "RATES", "GRIDS", "ARMS", "STUDIES", "Task", "Arm"
          "variance_test", "budget_ladder", "flattening", "input_psnr", "margin_table", "validation_margin",
          "collapsed_runs", "failed_runs", "family_table", "selection_ablation", "paired_table", "arms_table",
          "flattening_text", "best_checkpoint_text", "wall_time_text", "missing_text", "answer_text", "plot_curves",
-         "report", "status", "study_command", "import_csv_study", "PAPER_ERM_MARGIN", "study_map", "plot_map",
-         "committed_store", "answer_sentence"]  # the public names, as `dil_causal.study` always had them
+         "report", "status", "study_command", "PAPER_ERM_MARGIN", "study_map", "plot_map", "committed_store",
+         "answer_sentence", "degree_groups", "group_per_seed", "headline_group", "pick_label", "ratio_interval",
+         "oracle_table", "plus_minus", "verdict", "md_table", "share_text", "oracle_text", "flattening_words", "Section",
+         "SECTIONS", "section_tables", "in_words", "map_label", "answer_table", "plot_answer", "map_words"]  # the public names, as `dil_causal.study` always had them
