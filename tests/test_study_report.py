@@ -110,3 +110,19 @@ def test_oracle_store_map_and_figure():
     assert fig.axes[2].get_ylabel() == "oracle − tuned ERM,\nunseen σ 30–50 (dB)"
     t = S.answer_table([NARROW], ["input", "ERM", "oracle"])
     assert list(t.arm) == ["input", "ERM", "oracle"] and t.psnr.iloc[0] < t.psnr.iloc[1] < t.psnr.iloc[2]   # the oracle is above ERM
+
+
+@pytest.mark.skipif(not (NARROW / "study.json").is_file(), reason=f"{NARROW} is not in this checkout")
+def test_partial_oracle_store(tmp_path):
+    "A store the oracle has not reached yet has no oracle section; with one oracle seed, shares say there is no interval."
+    import shutil
+    units = sorted((NARROW / "units").glob("*.json"))
+    for keep, name in ((lambda f: "final-oracle" not in f.name, "no-oracle"), (lambda f: "final-oracle" not in f.name or "-s1-" in f.name, "one-seed")):
+        (tmp_path / name / "units").mkdir(parents=True)
+        shutil.copy(NARROW / "study.json", tmp_path / name / "study.json")
+        for f in filter(keep, units): shutil.copy(f, tmp_path / name / "units" / f.name)
+    res = S.results(tmp_path / "no-oracle")
+    assert S.oracle_table(res).empty and "oracle" not in S.section_tables(res)
+    assert "## The failure DIL must remove" not in S.answer_text(res) and "## Not measured yet" in S.answer_text(res)
+    text = S.oracle_text(S.results(tmp_path / "one-seed"))
+    assert "| CBSD68 | unseen σ 30–50 | DIL_sf independent | 1 |" in text and "(one seed: no interval)" in text, text

@@ -204,18 +204,21 @@ def share_text(share: float, # mean(arm − baseline) / mean(oracle − baseline
     if not (np.isfinite(low) and np.isfinite(high)): return "not bounded: no gap"
     return f"{round(100 * share)} % ({round(100 * low)} to {round(100 * high)} %)"
 
-def oracle_text(res: Results, table: pd.DataFrame|None = None) -> str:
+def oracle_text(res: Results, # a study's results
+                table: pd.DataFrame|None = None, # `oracle_table(res)` where it is at hand
+                intro: bool = True, # the heading and the paragraph that says what the oracle is and what the share means
+               ) -> str:
     ("The oracle yardstick as markdown (`oracle_table`): per test set and unseen degree group, the gap oracle − baseline,"
      " each arm's difference and its share of the gap; then the oracle's cost on the seen degrees.")
     t = oracle_table(res) if table is None else table
     base, task = res.study.arms[0], TASKS[res.study.task]
     arms = t[~t.seen & (t.arm != "oracle")]
     cost = t[t.seen & (t.arm == "oracle")]
-    return (f"## The failure DIL must remove: {base} against an oracle\n\nThe oracle is {base} trained with every degree of "
+    return ((f"## The failure DIL must remove: {base} against an oracle\n\nThe oracle is {base} trained with every degree of "
             f"the task seen (the unseen {task.unseen} too), tuned like every arm on its own validation, which therefore includes "
             f"those degrees: a reference, not a competitor. On the unseen degrees, oracle − {base} is the failure; an arm's share "
             f"of it is mean(arm − {base}) / mean(oracle − {base}) over the same seeds, with Fieller's 95 % interval (not bounded "
-            "where the gap's own interval includes 0). Mean ± 95 % CI, paired by seed.\n\n" +
+            "where the gap's own interval includes 0). Mean ± 95 % CI, paired by seed.\n\n" if intro else "") +
             md_table(pd.DataFrame({"dataset": arms.dataset, "degrees": arms.group, "arm": arms.arm, "seeds": arms.n,
                                    f"oracle − {base} (dB)": [plus_minus(m, h, alone=True) for m, h in zip(arms.gap, arms.gap_ci)],
                                    f"arm − {base} (dB)": [plus_minus(m, h, alone=True) for m, h in zip(arms["diff"], arms.diff_ci)],
