@@ -56,6 +56,8 @@ def _degrees(task: Task, seen: bool) -> str: return f"seen {task.seen}" if seen 
 
 def _all_dil(res: Results) -> bool: return all(ARMS[a].method.startswith("dil") for a in res.study.arms[1:])
 
+def _comparison(res: Results) -> str: return f"{'DIL' if _all_dil(res) else 'Each arm'} − tuned {res.study.arms[0]}" # a heading's comparison
+
 def paired_table(res: Results, # a study's results
                  weights: str = "final", # the checkpoint: "final" or "best"
                  table: pd.DataFrame|None = None, # `paired(res, weights)` where it is at hand
@@ -109,7 +111,7 @@ def best_checkpoint_text(res: Results, table: pd.DataFrame|None = None) -> str:
     best = res.tests[res.tests.weights == "best"]
     if best.empty: return ""
     at = best.groupby("arm").best_passes.agg(["min", "max"])
-    return ("## DIL − tuned ERM with each run's best-validated checkpoint\n\nEarly stopping on the seen-degree validation "
+    return (f"## {_comparison(res)} with each run's best-validated checkpoint\n\nEarly stopping on the seen-degree validation "
             "(never a test image or an unseen degree): each final run's `model_best.safetensors`, taken at " +
             ", ".join(f"{a} {int(r['min']):,}–{int(r['max']):,}" for a, r in at.iterrows()) + " passes.\n\n" +
             "\n".join(paired_table(res, "best", table)) + "\n\n")
@@ -157,7 +159,9 @@ def _family_text(res: Results, table: pd.DataFrame) -> str:
 
 def _variance_text(res: Results, table: pd.DataFrame) -> str:
     "The seed-variance test (`variance_test`)."
-    return ("## Is DIL's unseen PSNR less spread over seeds?\n\nBrown–Forsythe (Levene, median-centred) and the two-sided "
+    question = ("Is DIL's unseen PSNR less spread over seeds?" if _all_dil(res) else
+                f"Is each arm's unseen PSNR less spread over seeds than {res.study.arms[0]}'s?")
+    return (f"## {question}\n\nBrown–Forsythe (Levene, median-centred) and the two-sided "
             "F test of the variance ratio, unseen degrees of " + table.dataset.iloc[0] + ".\n\n| arm | seeds | SD (dB) | "
             f"{res.study.arms[0]} SD (dB) | variance ratio | F test p | Brown–Forsythe p |\n|---|---|---|---|---|---|---|\n" +
             "\n".join(f"| {r.arm} | {r.n} | {r.sd:.2f} | {r.sd_base:.2f} | {r.ratio:.3f} | {r.f_p:.3f} | {r.levene_p:.3f} |"
@@ -346,7 +350,7 @@ def _failed_columns(res: Results, failed: pd.DataFrame, arm: str, dataset: str) 
 
 # %% ../../nbs/71g_study.reporting.ipynb #e890555a
 def _nothing_text(res: Results, t) -> str: return "## No final unit yet"
-def _paired_text(res: Results, t) -> str: return "## DIL − tuned ERM, paired by seed (equal passes)\n\n" + "\n".join(paired_table(res, table=t))
+def _paired_text(res: Results, t) -> str: return f"## {_comparison(res)}, paired by seed (equal passes)\n\n" + "\n".join(paired_table(res, table=t))
 def _arms_text(res: Results, t) -> str: return "## Each arm at its selected rate (mean ± 95 % CI over seeds)\n\n" + "\n".join(arms_table(res))
 def _best_text(res: Results, t) -> str: return best_checkpoint_text(res, t).removesuffix("\n\n")
 def _missing_text(res: Results, t) -> str: return missing_text(res).removesuffix("\n")
@@ -357,12 +361,12 @@ SECTIONS = { # the answer's sections, in the order `answer_text` prints them
     "oracle": Section(oracle_table, oracle_text, words=_oracle_words, columns=_oracle_columns,
                       labels=(("gap", "oracle − tuned {base},\n{group} (dB)"),
                               ("share", "share of the oracle gap recovered,\n{group}"))),
-    "paired": Section(paired, _paired_text, applies=lambda res, t: not res.tests.empty, columns=_paired_columns, labels=_SIDES, words=_paired_words),
+    "paired": Section(paired, _paired_text, applies=lambda res, t: not res.tests.empty and len(res.study.arms) > 1, columns=_paired_columns, labels=_SIDES, words=_paired_words),
     "arms": Section(lambda res: res.tests, _arms_text),
     "flattening": Section(lambda res: flattening(res) if not res.tests.empty else pd.DataFrame(), flattening_text,
                           applies=lambda res, t: not res.tests.empty, words=_flattening_sentences),
     "best": Section(lambda res: paired(res, "best"), _best_text,
-                    applies=lambda res, t: (res.tests.weights == "best").any(), columns=_best_columns,
+                    applies=lambda res, t: (res.tests.weights == "best").any() and len(res.study.arms) > 1, columns=_best_columns,
                     labels=tuple((c + "_best", "with early stopping: " + l) for c, l in _SIDES), words=_best_words),
     "wall time": Section(_time_per_pass, wall_time_text, applies=lambda res, t: res.study.arms[0] in set(t.arm)),
     "margin": Section(margin_table, _margin_text, columns=_margin_columns,
