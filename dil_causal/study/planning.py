@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os, random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from .design import ARMS, TASKS, Study
 from .store import STAGES, Store, Unit, make_unit
 
 # %% auto #0
-__all__ = ['CPU_MS_PER_PASS', 'rank', 'selections', 'plan', 'study_root', 'dataset_folder', 'training_files', 'unit_data',
-           'in_shard', 'estimate_seconds', 'pending']
+__all__ = ['CPU_MS_PER_PASS', 'rank', 'selections', 'plan', 'study_root', 'dataset_folder', 'seeded_subsample', 'training_files',
+           'unit_data', 'data_identity', 'StoreView', 'read_store', 'in_shard', 'estimate_seconds', 'pending']
 
 # %% ../../nbs/71c_study.planning.ipynb #4233c84d
 def _last_val(rec: dict) -> float: return rec["curve"][-1]["val_psnr"]
@@ -102,22 +103,71 @@ def dataset_folder(name: str, root: Path) -> Path:
     if folder is None: raise FileNotFoundError(f"the study needs {name} under {root} (set --data or $DIL_DATA)")
     return folder
 
+def seeded_subsample(files: list, n: int) -> list:
+    "The `n` of `files` a study reads: a seeded sample (random.Random(0)) in sorted order; 0, or `n` beyond them: all."
+    return sorted(random.Random(0).sample(files, n)) if n and n < len(files) else files
+
 def training_files(study: Study, root: Path) -> tuple[Path, list[Path]]:
     "The training folder and the files a study trains on: all of them, or a seeded subsample of `train_images`."
     folder = dataset_folder(study.train, root)
-    files = image_files(folder)
-    if study.train_images and study.train_images < len(files): files = sorted(random.Random(0).sample(files, study.train_images))
-    return folder, files
+    return folder, seeded_subsample(image_files(folder), study.train_images)
 
 _DIGESTS: dict = {}
+def _digest(name: str, n: int, root: Path) -> str|None:
+    "The digest of the `n` files (`seeded_subsample`) of set `name` under `root` (`data_digest`; cached per process); None: absent."
+    from dil_causal.data import data_digest
+    k = (name, n, str(root))
+    if k not in _DIGESTS and (folder := find_dataset(name, root)) is not None:
+        _DIGESTS[k] = data_digest(folder, [f.name for f in seeded_subsample(image_files(folder), n)])
+    return _DIGESTS.get(k)
+
 def unit_data(study: Study, root: Path) -> str:
     "The digest of the files `study` trains on (`dil_causal.data.data_digest`; cached per process)."
-    from dil_causal.data import data_digest
-    k = (study.train, study.train_images, str(root))
-    if k not in _DIGESTS:
-        folder, files = training_files(study, root)
-        _DIGESTS[k] = data_digest(folder, [f.name for f in files])
-    return _DIGESTS[k]
+    dataset_folder(study.train, root)  # absent: an error naming it
+    return _digest(study.train, study.train_images, root)
+
+def data_identity(study: Study, root: Path) -> dict:
+    ("The data a study's units read under `root`, as a store's study.json names it: the training set's name and digest"
+     " (`unit_data`), and the digest of the images tested of each test set present.")
+    tests = {name: _digest(name, study.eval_images, root) for name in TASKS[study.task].tests}
+    return dict(train=study.train, digest=unit_data(study, root), tests={k: v for k, v in tests.items() if v})
+
+# %% ../../nbs/71c_study.planning.ipynb #681d5b35
+@dataclass
+class StoreView:
+    "A store as `read_store` reads it: all that `plan`, `run`, `status` and `report` see of it."
+    store: Store
+    digest: str # the training data's digest the units are keyed with
+    records: dict # key -> record of each finished unit the plan names (checked), in file order
+    units: list # the plan's units, finished or not, in priority order (`plan`)
+    waiting: list # the groups still waiting for a selection (`plan`)
+    excluded: list # one row per file left out: file (in the store), kind (a key of `EXCLUDED`), reason
+
+    @property
+    def todo(self) -> list[Unit]: return [u for u in self.units if u.key not in self.records]  # the plan's unfinished units
+
+def _why_extra(study: Study, rec: dict) -> str:
+    "Why `study`'s plan does not name the unit of a valid record, in words."
+    u = rec["unit"]
+    if u["arm"] not in study.arms: return f"arm {u['arm']!r} is not one of the study's ({', '.join(study.arms)})"
+    if u["stage"] == "final" and u["seed"] not in study.seeds: return f"seed {u['seed']} is not one of the study's final seeds"
+    if u["stage"] == "ladder" and u["passes"] not in [m * study.final_passes for m in study.ladder]:
+        return f"{u['passes']:,} passes is not on the study's ladder"
+    return "the study's plan does not name it (other rates, budget or stage than the plan's)"
+
+def read_store(store: Store|str|Path, # a study store
+               data: str|Path|None = None, # a data root: read only when neither study.json nor the records settle the data
+              ) -> StoreView:
+    ("The one reader of a store: every file checked (`Store.scan`), then only the records of units that its study's"
+     " plan names; all else is listed in `excluded` with the reason, extra records included, and enters no table.")
+    st = store if isinstance(store, Store) else Store(store)
+    records, excluded, digest = st.scan(default=lambda: unit_data(st.study, study_root(data)))
+    units, waiting = plan(st.study, records, digest)
+    planned = {u.key for u in units}
+    extra = [dict(file=f"units/{r['name']}.json", kind="extra", reason=_why_extra(st.study, r))
+             for k, r in records.items() if k not in planned]
+    return StoreView(st, digest, {k: r for k, r in records.items() if k in planned}, units, waiting,
+                     sorted(excluded + extra, key=lambda x: x["file"]))
 
 # %% ../../nbs/71c_study.planning.ipynb #459b3c3a
 CPU_MS_PER_PASS = {"dncnn-tiny": 15, "rrdb-tiny": 60, "rrdb-small": 340, "dncnn": 340, "lir-tiny": 150, "rrdb": 20_000}
@@ -146,8 +196,31 @@ def estimate_seconds(study: Study, unit: Unit, records: dict[str, dict]) -> floa
         ev = per_eval * (study.eval_images or 24) * (2 * len(task.tests) * n_conf + study.track_points * n_unseen)
     return unit.passes * ms / 1000 + ev
 
+# %% ../../nbs/71c_study.planning.ipynb #11038ead
+def _same_data(view: StoreView, here: dict, root: Path):
+    ("Refuse data under `root` (`here`, its `data_identity`) other than the store's, naming both digests and the"
+     " `--data` to pass; then name the store's data in study.json where it does not yet (no unit's key changes).")
+    st, known = view.store, view.store.data
+    planned = f" (the store was planned with --data {known['root']})" if "root" in known else ""
+    if here["digest"] != view.digest:
+        where = "study.json" if st.digest else "its records"
+        raise ValueError(f"{st.path} trains on {st.study.train} with digest {view.digest} ({where}), but {st.study.train} under "
+                         f"{root} has digest {here['digest']}: pass --data with the data root its units trained on{planned}, "
+                         "or plan a new store for this data")
+    for name, d in here["tests"].items():
+        if known.get("tests", {}).get(name, d) != d:
+            raise ValueError(f"{st.path} tests on {name} with digest {known['tests'][name]} (study.json), but {name} under {root} "
+                             f"has digest {d}: pass --data with the data root its units were tested on{planned}")
+    root_given = Path(root).resolve() != study_root().resolve()
+    data = dict(train=st.study.train, digest=view.digest, tests={**here["tests"], **known.get("tests", {})},
+                **({"root": known.get("root", str(root))} if root_given or "root" in known else {}))
+    try: st.record_data(data)
+    except OSError: pass  # a store this process cannot write trains nothing either: `run` says so
+
 def pending(store: Store, root: Path, shard: str|None = None) -> tuple[list[Unit], list[dict], dict]:
-    "The units of the store's study not yet finished (in this shard), the groups waiting for a selection, the records."
-    records = store.records()
-    units, waiting = plan(store.study, records, unit_data(store.study, root))
-    return [u for u in units if u.key not in records and in_shard(u.key, shard)], waiting, records
+    ("The units of the store's study not yet finished (in this shard), the groups waiting for a selection, and the plan's"
+     " records (`read_store`). Data under `root` other than the store's is refused, naming both digests; a store whose"
+     " study.json does not name its data yet gets it written.")
+    view = read_store(store, root)
+    _same_data(view, data_identity(view.store.study, root), root)
+    return [u for u in view.todo if in_shard(u.key, shard)], view.waiting, view.records

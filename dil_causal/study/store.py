@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib, itertools, json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..models import atomic_write
-from .design import STUDIES, TASKS, Study
+from .design import ARMS, STUDIES, TASKS, Study
 
 # %% auto #0
-__all__ = ['STAGES', 'NOT_KEYED', 'GROWS', 'Unit', 'unit_key', 'make_unit', 'Store', 'adopt']
+__all__ = ['STAGES', 'NOT_KEYED', 'RECORD', 'EXCLUDED', 'GROWS', 'SHARES', 'Unit', 'unit_key', 'make_unit', 'record_problem',
+           'Excluded', 'check_record', 'Store', 'shares_runs', 'adopt']
 
 # %% ../../nbs/71b_study.store.ipynb #05fff01e
 STAGES = ("sweep", "refine", "final", "ladder") # training stages in dependency order ("best" is read from each final unit)
@@ -53,18 +55,160 @@ def make_unit(study: Study, stage: str, arm: str, rates: dict, seed: int, passes
     return Unit(stage, arm, tuple(sorted(rates.items())), seed, passes, cfg,
                 unit_key(study, stage, arm, rates, seed, passes, cfg, data))
 
+# %% ../../nbs/71b_study.store.ipynb #64c00140
+_NUMBER = (int, float)
+RECORD = dict(key=str, name=str, protocol=int, unit=dict, config=dict, data=dict, curve=list, train_seconds=_NUMBER,
+              ms_per_pass=_NUMBER, hardware=str, commit=str) # the fields every record holds, and their JSON types
+_UNIT_FIELDS = dict(stage=str, arm=str, rates=list, seed=int, passes=int) # `unit`: what the record's key is made from
+_POINT = dict(passes=int, val_psnr=_NUMBER) # each point of `curve`: seen-degree validation along training
+_SCORE = dict(dataset=str, family=str, degree=_NUMBER, seen=bool, psnr=_NUMBER) # a test score (in `tests` with `weights`)
+_OPTIONAL = dict(best_passes=int, val_input_psnr=_NUMBER, track=list) # fields some records hold
+
+_NAMES = {str: "a string", int: "an integer", _NUMBER: "a number", bool: "true or false", dict: "an object", list: "a list"}
+
+def _is(v, t) -> bool: return isinstance(v, t) and (t is bool or not isinstance(v, bool))  # JSON's true is no number
+
+def _json_type(v) -> str: return next((n for t, n in _NAMES.items() if _is(v, t)), "null" if v is None else type(v).__name__)
+
+def _lacks(d, schema: dict, at: str) -> str|None:
+    "The first field of `schema` that `d` (the object at `at`) lacks or holds as another JSON type, in words; None: none."
+    if not isinstance(d, dict): return f"`{at}` is {_json_type(d)}, not an object"
+    for k, t in schema.items():
+        where = f"{at}.{k}" if at else k
+        if k not in d: return f"no `{where}`"
+        if not _is(d[k], t): return f"`{where}` is {_json_type(d[k])}, not {_NAMES[t]}"
+    return None
+
+def record_problem(rec) -> str|None:
+    "What keeps `rec` from being a unit record, in words: the first field it lacks or holds as another type; None: nothing."
+    if not isinstance(rec, dict): return f"{_json_type(rec)}, not a record (a JSON object)"
+    why = _lacks(rec, RECORD, "") or _lacks(rec["unit"], _UNIT_FIELDS, "unit") or _lacks(rec["data"], dict(digest=str), "data")
+    if why: return why
+    for k, t in _OPTIONAL.items():
+        if k in rec and not _is(rec[k], t): return f"`{k}` is {_json_type(rec[k])}, not {_NAMES[t]}"
+    stage, rates = rec["unit"]["stage"], rec["unit"]["rates"]
+    if stage not in STAGES: return f"`unit.stage` is {stage!r}, not one of {', '.join(STAGES)}"
+    if not all(isinstance(p, list) and len(p) == 2 and _is(p[0], str) and _is(p[1], _NUMBER) for p in rates):
+        return "`unit.rates` is not a list of [name, value] pairs"
+    if not rec["curve"]: return "`curve` is empty: no validation point"
+    for i, p in enumerate(rec["curve"]):
+        if (why := _lacks(p, _POINT, f"curve[{i}]")): return why
+    if stage == "final" and not rec.get("tests"): return "no `tests`: a final unit's record holds its test scores"
+    for i, s in enumerate(rec.get("tests", [])):
+        if (why := _lacks(s, dict(_SCORE, weights=str), f"tests[{i}]")): return why
+    for i, p in enumerate(rec.get("track", [])):
+        if (why := _lacks(p, dict(passes=int, scores=list), f"track[{i}]")): return why
+        for j, s in enumerate(p["scores"]):
+            if (why := _lacks(s, _SCORE, f"track[{i}].scores[{j}]")): return why
+    return None
+
+# %% ../../nbs/71b_study.store.ipynb #8f929261
+class Excluded(ValueError):
+    "Why a file is not one of a store's records: its `kind` (a key of `EXCLUDED`) and the reason, in words."
+    def __init__(self, kind: str, reason: str):
+        super().__init__(f"{kind}: {reason}")
+        self.kind, self.reason = kind, reason
+
+EXCLUDED = { # what a store's reader leaves out, and when
+    "symlinked-out": "a link whose target lies outside the store: never followed",
+    "damaged": "not JSON, not a JSON object, or a field missing or of another type (`record_problem`)",
+    "foreign": "a run of another study or other data: its protocol, data digest, arm, rates or configuration differ",
+    "mismatched": "its key, name or file name is not the one its own unit has in the store's study",
+    "duplicate": "a second file of a unit that the store holds under the unit's own file name",
+    "extra": "a valid record of a unit that the study's plan does not name (`read_store`)",
+}
+
+def _says(u: Unit) -> str: return f"{u.stage} {u.arm} seed {u.seed}, {u.passes:,} passes"
+
+_FROM_UNIT = ("seed", "steps", "val_every", "lr", "inner_lr", "alpha") # configuration fields a unit's seed, budget and rates set
+
+def _config_diff(have: dict, want: dict, skip: tuple = ()) -> str:
+    "The keyed fields (but `skip`) in which a record's configuration `have` differs from `want`, in words ('': none)."
+    have, want = (json.loads(json.dumps(c, default=float)) for c in (have, want))  # as a record holds them: lists
+    keys = sorted(k for k in set(have) | set(want) if k not in NOT_KEYED + skip and have.get(k) != want.get(k))
+    return (", ".join(f"{k} {have.get(k)!r} in the record, {want.get(k)!r} for its unit" for k in keys[:3])
+            + (f" and {len(keys) - 3} more" if len(keys) > 3 else ""))
+
+def check_record(study: Study, # the store's study
+                 rec, # a record as read from a file
+                 digest: str|None = None, # the store's training data; None: not compared (the key still reads the record's)
+                ) -> Unit: # the unit of `study` that `rec` records
+    ("The unit `rec` records, once its fields are whole (`record_problem`), its protocol, data, arm, rates and keyed"
+     " configuration are `study`'s, and its key and name are the ones `study` gives that unit (`make_unit`); else"
+     " `Excluded`, saying why.")
+    if (why := record_problem(rec)): raise Excluded("damaged", why)
+    u, data = rec["unit"], rec["data"]["digest"]
+    if rec["protocol"] != study.protocol:
+        raise Excluded("foreign", f"trained under protocol {rec['protocol']}; the study is protocol {study.protocol}")
+    if digest and data != digest: raise Excluded("foreign", f"trained on data {data[:16]}…; the store's data is {digest[:16]}…")
+    if u["arm"] not in ARMS: raise Excluded("foreign", f"arm {u['arm']!r} is none of this package's arms")
+    rates, names = dict(u["rates"]), {k for g in study.grid(u["arm"]) for k in g}
+    if set(rates) != names: raise Excluded("foreign", f"rates {sorted(rates)} are not those of arm {u['arm']!r} ({sorted(names)})")
+    unit = make_unit(study, u["stage"], u["arm"], rates, u["seed"], u["passes"], data)
+    if (diff := _config_diff(rec["config"], unit.config, _FROM_UNIT)): raise Excluded("foreign", f"another study's run: {diff}")
+    if rec["key"] != unit.key:
+        raise Excluded("mismatched", f"key {rec['key']}, but the study gives its unit ({_says(unit)}) the key {unit.key}")
+    if (diff := _config_diff(rec["config"], unit.config)): raise Excluded("mismatched", f"its configuration is not its unit's: {diff}")
+    if rec["name"] != unit.name: raise Excluded("mismatched", f"named {rec['name']!r}, but its unit ({_says(unit)}) is {unit.name!r}")
+    return unit
+
 # %% ../../nbs/71b_study.store.ipynb #c0e5e1ee
 GROWS = ("seeds", "ladder") # what a store's study may gain after it started (no unit's key depends on these lists)
 
+def _inside(root: Path, f: Path) -> bool: return root.resolve() in f.resolve().parents  # links followed
+
+def _read_json(root: Path, f: Path):
+    "File `f` of the store at `root` as JSON; `Excluded` when it is a link out of the store (never followed) or not JSON."
+    if not _inside(root, f): raise Excluded("symlinked-out", f"a link to {f.resolve()}, outside the store (not read)")
+    if not f.is_file(): raise Excluded("damaged", "not a file")
+    try: return json.loads(f.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise Excluded("damaged", f"not JSON ({e})") from None
+
+def _read_study(path: Path) -> tuple[Study, dict]:
+    "The study and the data that a store's `study.json` names, or an error that names the file and what is wrong with it."
+    f = path / "study.json"
+    if not f.is_file(): raise FileNotFoundError(f"{path} is not a study store (no study.json): start one with "
+                                                f"`dil-causal study plan {path} --study NAME` or `Store.create`")
+    try: meta = _read_json(path, f)
+    except Excluded as e: raise ValueError(f"{f}: {e.reason}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("study"), dict):
+        raise ValueError(f"{f} holds no study: a JSON object with a \"study\" object, as `Store.create` writes it")
+    try: study = Study.from_dict(meta["study"])
+    except (KeyError, TypeError, ValueError) as e: raise ValueError(f"{f}: {e.args[0] if e.args else e!r}") from None
+    data = meta.get("data", {})
+    if not isinstance(data, dict) or not _is(data.get("digest", ""), str):
+        raise ValueError(f"{f}: \"data\" must be an object with the training data's \"digest\", as `plan` writes it")
+    return study, data
+
+def _write_study(path: Path, study: Study, data: dict):
+    "Write a store's `study.json` atomically (a link there is replaced, never written through)."
+    meta = {"study": study.to_dict(), **({"data": data} if data else {})}
+    atomic_write(path / "study.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
+
+def _row(f: Path, e: Excluded) -> dict: return dict(file=f"units/{f.name}", kind=e.kind, reason=e.reason)
+
+def _shared_digest(path: Path, read: list, default: Callable[[], str]|None) -> str|None:
+    ("The data digest that a store's records share; with no record, `default()`; records of several data: `default()`"
+     " when it is one of theirs, else an error naming each digest and a file of it.")
+    digests = {}
+    for f, rec in read:
+        if record_problem(rec) is None: digests.setdefault(rec["data"]["digest"], []).append(f.name)
+    if len(digests) == 1: return next(iter(digests))
+    if not digests: return default() if default else None
+    try: here = default() if default else None
+    except FileNotFoundError: here = None  # no data here to decide by
+    if here in digests: return here
+    listed = "; ".join(f"{d[:16]}… ({len(fs)} records, e.g. units/{fs[0]})" for d, fs in digests.items())
+    raise ValueError(f"{path}: its records were trained on {len(digests)} different data and study.json names none: {listed}"
+                     + (f"; the data given digests to {here[:16]}…, none of them" if here else "") +
+                     f". Name the store's data with `dil-causal study plan {path} --data ROOT` (the data root it trained"
+                     " on): the records of other data are then left out as foreign")
+
 class Store:
-    "A study's store: `study.json` (the study) and `units/` (one JSON record per finished unit, written atomically)."
+    "A study's store: `study.json` (the study and its data) and `units/` (one JSON record per finished unit, written atomically)."
     def __init__(self, path: str|Path):
         self.path = Path(path)
-        if not (self.path / "study.json").is_file():
-            raise FileNotFoundError(f"{self.path} is not a study store (no study.json): start one with "
-                                    f"`dil-causal study plan {self.path} --study NAME` or `Store.create`")
-        meta = json.loads((self.path / "study.json").read_text())
-        self.study, self.data = Study.from_dict(meta["study"]), meta.get("data", {})
+        self.study, self.data = _read_study(self.path)
 
     @classmethod
     def create(cls, path: str|Path, study: Study|str) -> Store:
@@ -77,69 +221,120 @@ class Store:
             if old.study == study: return old
             grows = {k for k in asdict(study) if getattr(study, k) != getattr(old.study, k)}
             if grows <= set(GROWS) and all(set(getattr(old.study, k)) <= set(getattr(study, k)) for k in grows):
-                atomic_write(path / "study.json", lambda p: p.write_text(json.dumps({"study": study.to_dict()}, indent=1)))
+                _write_study(path, study, old.data)
                 return cls(path)  # more seeds or ladder budgets: the units already there keep their keys
             raise ValueError(f"{path} already holds another study: {_diff(old.study, study)}")
-        atomic_write(path / "study.json", lambda p: p.write_text(json.dumps({"study": study.to_dict()}, indent=1)))
+        _write_study(path, study, {})
         (path / "units").mkdir(exist_ok=True)
         return cls(path)
 
-    def records(self) -> dict[str, dict]:
-        "Every finished unit's record, by key."
-        out = {}
+    @property
+    def digest(self) -> str|None: return self.data.get("digest")  # the training data's digest study.json names, if any
+
+    def record_data(self, data: dict):
+        "Name in study.json the data the units read (`data_identity`); the study, and so every unit's key, stays as it is."
+        if data != self.data: _write_study(self.path, self.study, data); self.data = data
+
+    def scan(self, default: Callable[[], str]|None = None) -> tuple[dict[str, dict], list[dict], str|None]:
+        ("Every `units/*.json` checked (`check_record`) against the study and the data digest: study.json's, else the one"
+         " the records share, else `default()`. Returns the valid records by key (in file order), one row (file, kind,"
+         " reason) per file left out, and the digest.")
+        read, out = [], []
         for f in sorted((self.path / "units").glob("*.json")):
-            try: r = json.loads(f.read_text())
-            except json.JSONDecodeError as e: raise ValueError(f"{f}: not a unit record ({e})") from None
-            out[r["key"]] = r
-        return out
+            try: read.append((f, _read_json(self.path, f)))
+            except Excluded as e: out.append(_row(f, e))
+        digest = self.digest or _shared_digest(self.path, read, default)
+        records, misfiled = {}, []
+        for f, rec in read:
+            try: unit = check_record(self.study, rec, digest)
+            except Excluded as e: out.append(_row(f, e)); continue
+            if f.name == f"{unit.name}.json": records[unit.key] = rec
+            else: misfiled.append((f, unit))
+        for f, unit in misfiled:  # a valid record under a file name that is not its unit's
+            out.append(_row(f, Excluded("duplicate", f"a second record of {_says(unit)}: the store's is units/{unit.name}.json")
+                               if unit.key in records else
+                               Excluded("mismatched", f"a record of {_says(unit)}, whose file is units/{unit.name}.json")))
+        return records, sorted(out, key=lambda r: r["file"]), digest
+
+    def records(self) -> dict[str, dict]:
+        "Every valid record on file, by key (`scan`); `read_store` keeps those of the units the plan names."
+        return self.scan()[0]
 
     def write(self, record: dict) -> Path:
-        "Add a finished unit's record (atomically: a unit is in the store whole or not at all)."
-        path = self.path / "units" / f"{record['name']}.json"
-        return atomic_write(path, lambda p: p.write_text(json.dumps(record, indent=1, default=float)))
+        ("Add a finished unit's record as `units/<its unit's name>.json`, atomically (a unit is in the store whole or not at"
+         " all). The file name is the name of the unit `check_record` finds in the record, never the record's own `name`;"
+         " a record it refuses, or one of other data than the store's, is not written.")
+        rec = json.loads(json.dumps(record, default=float))  # as it will read back
+        if (why := record_problem(rec)): raise ValueError(f"{self.path}: not a unit record, not written: {why}")
+        digest = self.digest or self.scan(default=lambda: rec["data"]["digest"])[2]  # a first record names the data
+        try: unit = check_record(self.study, rec, digest)
+        except Excluded as e: raise ValueError(f"{self.path}: record not written: {e}") from None
+        folder = self.path / "units"
+        if folder.exists() and not _inside(self.path, folder / "x"):
+            raise ValueError(f"{folder} is a link to {folder.resolve()}, outside the store: records are written only inside it")
+        return atomic_write(folder / f"{unit.name}.json", lambda p: p.write_text(json.dumps(rec, indent=1)))
 
 def _diff(a: Study, b: Study) -> str:
     return ", ".join(f"{k}: {v!r} here, {getattr(b, k)!r} asked" for k, v in asdict(a).items() if getattr(b, k) != v)
 
 # %% ../../nbs/71b_study.store.ipynb #6a2308e8
-def _same_run(store: Store, u: Unit, rec: dict, stage: str) -> bool:
-    ("Whether `rec` (a record of `stage`) is the training run of unit `u`: the same key, or, under another stage's name,"
-     " the key this store's study gives that stage, while under `u`'s own stage it gives `u`'s key (the same data).")
-    if stage == u.stage: return rec.get("key") == u.key
-    args = (u.arm, dict(u.rates), u.seed, u.passes, u.config, rec.get("data", {}).get("digest"))
-    return rec.get("key") == unit_key(store.study, stage, *args) and unit_key(store.study, u.stage, *args) == u.key
+SHARES = ("arms", "sweep_passes", "final_passes", "seeds", "refine_top", "ladder", "grids", "engine") # study fields no key reads
 
-def _find_run(store: Store, u: Unit, other: Path) -> dict|None:
-    "The record in store `other` of unit `u`'s training run (its own name first, then a non-final stage's), or None."
+def shares_runs(store: Store, other: Store) -> str:
+    ("Why store `other` may not lend `store` its records unasked ('': it may): another study in a field that a unit's"
+     " key reads (all but `SHARES`: protocol, task, backbone, training and test settings), or other training data.")
+    diff = [k for k in asdict(store.study) if k not in SHARES and getattr(store.study, k) != getattr(other.study, k)]
+    if diff: return "another study: " + ", ".join(f"{k} {getattr(other.study, k)!r} there, {getattr(store.study, k)!r} here" for k in diff)
+    try: mine, theirs = store.digest or store.scan()[2], other.digest or other.scan()[2]
+    except ValueError as e: return f"data not settled: {e}"
+    return f"other data: {theirs[:16]}… there, {mine[:16]}… here" if mine and theirs and mine != theirs else ""
+
+def _neighbours(store: Store) -> list[Store]:
+    "The other stores in the folder that holds `store` (a folder whose study.json cannot be read is none)."
+    out = []
+    for f in sorted(store.path.parent.glob("*/study.json")):
+        if f.parent.resolve() == store.path.resolve(): continue
+        try: out.append(Store(f.parent))
+        except (OSError, ValueError): continue
+    return out
+
+def _find_run(store: Store, u: Unit, other: Store) -> dict|None:
+    ("The record in store `other` of unit `u`'s training run (under `u`'s name first, then a non-final stage's), checked"
+     " as `store`'s own (`check_record`, its file name its unit's), or None.")
     alike = [] if u.stage == "final" else [s for s in STAGES if s not in ("final", u.stage)]
-    files = itertools.chain([(u.stage, other / "units" / f"{u.name}.json")],  # globbed only when the name is not there
-                            ((s, f) for s in alike for f in sorted((other / "units").glob(f"{s}{u.name[len(u.stage):-12]}*.json"))))
-    for stage, f in files:
-        if not f.is_file(): continue
-        try: rec = json.loads(f.read_text())
-        except json.JSONDecodeError: continue  # a damaged record is not copied: the unit trains here
-        if not _same_run(store, u, rec, stage): continue
-        if stage == u.stage: return rec
+    folder = other.path / "units"
+    files = itertools.chain([folder / f"{u.name}.json"],  # globbed only when the name is not there
+                            (f for s in alike for f in sorted(folder.glob(f"{s}{u.name[len(u.stage):-12]}*.json"))))
+    for f in files:
+        if not (f.exists() or f.is_symlink()): continue
+        try: rec = _read_json(other.path, f); run = check_record(store.study, rec)
+        except Excluded: continue  # a record this store cannot trust is not copied: the unit trains here
+        same = make_unit(store.study, u.stage, run.arm, dict(run.rates), run.seed, run.passes, rec["data"]["digest"])
+        if f.name != f"{run.name}.json" or same.key != u.key: continue
+        if run.stage == u.stage: return rec
         return dict(rec, key=u.key, name=u.name, unit=dict(rec["unit"], stage=u.stage), reused_name=rec.get("reused_name") or rec["name"])
     return None
 
 def adopt(store: Store, # the store that lacks the units
           units: list[Unit], # units of its plan not yet finished
-          stores: list|None = None, # stores to copy from (default: every store beside it, in the same folder)
+          stores: list|None = None, # the stores to copy from, named by the user (`--reuse-from`); None: those beside it that `shares_runs` admits
           write: bool = True, # False: only say what would be copied (`study plan`)
-         ) -> list[dict]: # the records copied
-    ("Copy into `store` the records of `units` that another store already holds under the same key (the same protocol,"
-     " task, backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests: the same run),"
-     " marked `reused_from` with the store that trained it. Sweep, refine and ladder units train alike (no tests, no"
-     " tracking), so one of them is also the same run as another stage's unit with everything else equal: that record is"
-     " copied under this unit's stage, name and key, with `reused_name` saying what it was called where it trained.")
-    if stores is None: stores = [f.parent for f in sorted(store.path.parent.glob("*/study.json"))]
-    stores = [Path(s) for s in stores if Path(s).resolve() != store.path.resolve()]
+         ) -> list[dict]: # the records copied: each one more finished unit of `store`
+    ("Copy into `store` the records of `units` that another store holds for the same run (the same key: protocol, task,"
+     " backbone, stage, arm, rates, seed, budget, keyed configuration, training data and tests), marked `reused_from`"
+     " with the store that trained it. Only the stores named in `stores` are read, or else those beside `store` (the same"
+     " parent folder) of the same study up to arms, budgets, seeds and grids, on the same data (`shares_runs`). Each"
+     " record is checked as the store's own are (a link out of its store is never followed) and written under its unit's"
+     " name here (`Store.write`). Sweep, refine and ladder units train alike (no tests, no tracking), so one of them is"
+     " also the same run as another stage's unit with everything else equal: that record is copied under this unit's"
+     " stage, name and key, with `reused_name` saying what it was called where it trained.")
+    others = _neighbours(store) if stores is None else [Store(s) for s in stores]
+    others = [o for o in others if o.path.resolve() != store.path.resolve() and (stores is not None or not shares_runs(store, o))]
     out = []
     for u in units:
-        rec, other = next(((r, o) for o in stores if (r := _find_run(store, u, o)) is not None), (None, None))
+        rec, other = next(((r, o) for o in others if (r := _find_run(store, u, o)) is not None), (None, None))
         if rec is None: continue
-        rec = dict(rec, reused_from=rec.get("reused_from") or other.name)
+        rec = dict(rec, reused_from=rec.get("reused_from") or other.path.name)
         if write: store.write(rec)
         out.append(rec)
     return out
