@@ -189,3 +189,17 @@ def test_subcommands_list_only_their_options():
     assert "--study" in p and "--reuse-from" in p and "--jobs" not in p
     top = cli()
     assert top.returncode == 2 and all(a in top.stdout for a in ("plan", "run", "status", "report"))
+
+
+@needs_data
+def test_ensemble_engine_honours_shard_and_max_units(tmp_path):
+    "The GPU path (engine \"ensemble\") runs through the same loop: --shard takes only its units, --max-units caps them."
+    from dataclasses import replace
+    from dil_causal.study import STUDIES, Store, in_shard, pending, study_root
+    st = Store.create(tmp_path / "store", replace(STUDIES["smoke"], engine="ensemble"))
+    sweep = pending(st, study_root())[0]
+    shard = next(s for s in ("0/2", "1/2") if 0 < sum(in_shard(u.key, s) for u in sweep) < len(sweep))  # a shard of some, not all
+    mine = {u.key for u in sweep if in_shard(u.key, shard)}
+    r = cli("run", st.path, "--shard", shard, "--max-units", len(mine), "--work", tmp_path / "work", "--no-reuse")
+    assert r.returncode == 0 and f"{len(mine)} units finished" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+    assert {json.loads(f.read_text())["key"] for f in (st.path / "units").glob("*.json")} == mine
