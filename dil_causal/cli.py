@@ -11,6 +11,7 @@ import inspect
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -459,6 +460,7 @@ def main(argv: list[str]|None = None, # arguments after the program name (defaul
             return 2
         func, prog = func[rest[0]], f"{prog} {rest[0]}"
         args = vars(_parser(func, prog).parse_args([_hyphens(a) for a in rest[1:]]))
+        warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"  # one line, as errors are
     else:
         args = vars(anno_parser(func, prog=prog).parse_args([ALIASES.get(a, a) for a in rest]))
         args.pop("pdb", None); args.pop("xtra", None)
