@@ -178,6 +178,7 @@ def main(out: str = "_docs"):
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copytree(MATHJAX_FILES, out / "mathjax", ignore=shutil.ignore_patterns("sre", "chtml", "*chtml*.js", "*-full*.js"))
+    if (cfg.nbs_path / "images").is_dir(): shutil.copytree(cfg.nbs_path / "images", out / "images")  # figures the markdown links, as Quarto copies them
     pages = []
     for p in sorted(proc.rglob("*.ipynb"), key=lambda p: (p.stem != "index", str(p))):
         if any(part.startswith((".", "_")) for part in p.relative_to(proc).parts[:-1]): continue

@@ -17,6 +17,7 @@ def render() -> str:
     nb.cells = [c for c in nb.cells if not c.source.lstrip().startswith("#|")]
     body, _ = MarkdownExporter().from_notebook_node(nb)
     note = "<!-- Generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file. -->\n\n"
+    body = body.replace("](images/", "](nbs/images/")  # figures live beside the notebook; the README sits one folder up
     return note + body.strip() + "\n"
 
 
