@@ -17,7 +17,8 @@ from .store import STAGES, Store, Unit, make_unit
 
 # %% auto #0
 __all__ = ['CPU_MS_PER_PASS', 'rank', 'selections', 'plan', 'study_root', 'dataset_folder', 'seeded_subsample', 'training_files',
-           'unit_data', 'data_identity', 'StoreView', 'read_store', 'in_shard', 'estimate_seconds', 'pending']
+           'unit_data', 'data_identity', 'StoreView', 'read_store', 'excluded_text', 'in_shard', 'estimate_seconds',
+           'pending']
 
 # %% ../../nbs/71c_study.planning.ipynb #4233c84d
 def _last_val(rec: dict) -> float: return rec["curve"][-1]["val_psnr"]
@@ -168,6 +169,14 @@ def read_store(store: Store|str|Path, # a study store
              for k, r in records.items() if k not in planned]
     return StoreView(st, digest, {k: r for k, r in records.items() if k in planned}, units, waiting,
                      sorted(excluded + extra, key=lambda x: x["file"]))
+
+# %% ../../nbs/71c_study.planning.ipynb #e714c3e5
+def excluded_text(excluded: list, # `StoreView.excluded`: rows of file, kind, reason
+                 ) -> str:
+    "The files `read_store` left out of every table, one line each with the reason, as `status` and `report` print them ('': none)."
+    if not excluded: return ""
+    return (f"{len(excluded)} files of the store are in no table (`read_store` says why):\n"
+            + "\n".join(f"  {x['file']}: {x['kind']}: {x['reason']}" for x in excluded))
 
 # %% ../../nbs/71c_study.planning.ipynb #459b3c3a
 CPU_MS_PER_PASS = {"dncnn-tiny": 15, "rrdb-tiny": 60, "rrdb-small": 340, "dncnn": 340, "lir-tiny": 150, "rrdb": 20_000}
