@@ -32,6 +32,7 @@ from .restore import restore_cli
 from .sampler import get_preset
 from .study import (STUDIES, Store, adopt, committed_store, estimate_seconds, failures, failures_text, oracle_table,
                               pending, plus_minus, report, results, run, share_text, status, study_root)
+from .study.planning import excluded_text, read_store  # a store's files in no table, and why
 from .train import TrainConfig, fit
 
 # %% auto #0
@@ -400,26 +401,30 @@ def study_run(store: str, # the study's store folder
     print(f"{len(done)} units finished; `dil-causal study status {store}` says what is left")
 
 def study_status(store: str, # the study's store folder
-                 json: bool = False, # one JSON object per cell, then one per failed unit, for scripts
+                 json: bool = False, # one JSON object per cell, then one per failed unit and per file in no table, for scripts
                 ):
-    "Say what is done: seeds done and planned per cell (task, backbone, arm, stage, budget), and the units that failed."
+    ("Say what is done: seeds done and planned per cell (task, backbone, arm, stage, budget), the units that failed,"
+     " and the store's files that are in no table, with why (`read_store`).")
     import json as _json
-    cells, failed = status(store), failures(store)
+    cells, failed, left = status(store), failures(store), read_store(store).excluded
     if json:
         for r in cells.to_dict("records"): print(_json.dumps(r))
         for f in failed: print(_json.dumps(dict(failed=f["name"], error=f.get("error"), message=f["message"], when=f.get("failed"), host=f.get("host"))))
+        for x in left: print(_json.dumps(dict(excluded=x["file"], kind=x["kind"], reason=x["reason"])))
         return
     print(cells.to_string(index=False))
     if failed:
         print(f"\n{len(failed)} units failed (no result of theirs is in any table; `dil-causal study run --retry-failed` trains them again):")
         for f in failed: print(f"  {f['name']}: {f.get('error', '')}: {str(f['message']).splitlines()[0][:150]} ({f.get('failed', '')}, {f.get('host', '')})")
+    if left: print("\n" + excluded_text(left))
 
 def study_report(store: str, # the study's store folder
                  save: bool = False, # also write answer.md and curves.png into the store
                 ):
-    "Render the store's answer from the units it holds (n seeds per cell, the units still missing), and its failures."
+    "Render the store's answer from the units it holds (n seeds per cell, the units still missing), its failures, and its files in no table."
     print(report(store, write=save))
     if text := failures_text(store): print("\n" + text)
+    if text := excluded_text(read_store(store).excluded): print("\n" + text)
 
 STUDY = {"plan": study_plan, "run": study_run, "status": study_status, "report": study_report}
 

@@ -15,14 +15,18 @@ __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Ar
            'plot_map', 'committed_store', 'answer_sentence', 'degree_groups', 'group_per_seed', 'headline_group',
            'pick_label', 'ratio_interval', 'oracle_table', 'plus_minus', 'verdict', 'md_table', 'share_text',
            'oracle_text', 'flattening_words', 'Section', 'SECTIONS', 'section_tables', 'in_words', 'map_label',
-           'answer_table', 'plot_answer', 'map_words']
+           'answer_table', 'plot_answer', 'map_words', 'RECORD', 'EXCLUDED', 'SHARES', 'record_problem', 'Excluded',
+           'check_record', 'shares_runs', 'seeded_subsample', 'data_identity', 'StoreView', 'read_store',
+           'excluded_text']
 
 # %% ../../nbs/71_study.ipynb #31de4e15
 from .design import PROTOCOL, TASKS, RATES, GRIDS, ARMS, STUDIES, Task, Arm, Study
-from .store import STAGES, NOT_KEYED, GROWS, Unit, unit_key, make_unit, Store, adopt
+from .store import (
+    STAGES, NOT_KEYED, GROWS, Unit, unit_key, make_unit, Store, adopt, RECORD, EXCLUDED, SHARES, record_problem, Excluded,
+    check_record, shares_runs)
 from .planning import (
     rank, selections, plan, study_root, dataset_folder, training_files, unit_data, CPU_MS_PER_PASS, in_shard,
-    estimate_seconds, pending)
+    estimate_seconds, pending, seeded_subsample, data_identity, StoreView, read_store, excluded_text)
 from .unit import load_test_set, machine, source_commit, train_unit, train_group
 from .running import default_work, Claims, failures, failures_text, Engine, ENGINES, run
 from .stats import (
@@ -47,4 +51,6 @@ _all_ = ["PROTOCOL", "TASKS", "RATES", "GRIDS", "ARMS", "STUDIES", "Task", "Arm"
          "report", "status", "study_command", "PAPER_ERM_MARGIN", "study_map", "plot_map", "committed_store",
          "answer_sentence", "degree_groups", "group_per_seed", "headline_group", "pick_label", "ratio_interval",
          "oracle_table", "plus_minus", "verdict", "md_table", "share_text", "oracle_text", "flattening_words", "Section",
-         "SECTIONS", "section_tables", "in_words", "map_label", "answer_table", "plot_answer", "map_words"]  # the public names, as `dil_causal.study` always had them
+         "SECTIONS", "section_tables", "in_words", "map_label", "answer_table", "plot_answer", "map_words", "RECORD",
+         "EXCLUDED", "SHARES", "record_problem", "Excluded", "check_record", "shares_runs", "seeded_subsample",
+         "data_identity", "StoreView", "read_store", "excluded_text"]  # the public names, as `dil_causal.study` always had them

@@ -424,7 +424,11 @@ def report(store: str|Path, # a study store
     text = answer_text(res)
     if write:
         atomic_write(Path(store) / "answer.md", lambda p: p.write_text(text))
-        if not res.tests.empty: plot_curves(res, Path(store) / "curves.png")
+        if not res.tests.empty:  # drawn beside it and renamed over it, as answer.md: a link there is replaced, never written through
+            import matplotlib.pyplot as plt
+            fig = plot_curves(res)
+            atomic_write(Path(store) / "curves.png", lambda p: fig.savefig(p, format="png", dpi=90))
+            plt.close(fig)
     return text
 
 # %% ../../nbs/71g_study.reporting.ipynb #6ba07baa

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pandas as pd
 
 from .design import TASKS, Study, Task
 from .store import Store
-from .planning import plan, selections, study_root, unit_data
+from .planning import plan, read_store, selections, study_root, unit_data
 
 # %% auto #0
 __all__ = ['FLAT_DB', 'RATE_COLUMNS', 'Results', 'results', 't_interval', 'per_seed', 'paired', 'variance_test', 'budget_ladder',
@@ -36,17 +36,15 @@ class Results:
     selected: dict # per arm: the selection (see `selections`), None while it waits
     missing: list # the plan's unfinished units (names) and waiting groups (dicts)
     planned: list # one dict per planned unit (arm, stage, passes, seed, done), waiting ones included
+    excluded: list = field(default_factory=list) # files of the store in no table (`read_store`): file, kind, reason
 
 RATE_COLUMNS = ("lr", "inner_lr", "factor", "alpha")
 
 def results(store: str|Path, data: str|Path|None = None) -> Results:
-    "Read a store into `Results`. The data digest comes from the records (the data is needed only for an empty store)."
-    st = Store(store)
-    records = st.records()
-    digests = {r["data"]["digest"] for r in records.values()}
-    if len(digests) > 1: raise ValueError(f"{st.path}: units trained on different data ({len(digests)} digests)")
-    digest = digests.pop() if digests else unit_data(st.study, study_root(data))
-    units, waiting = plan(st.study, records, digest)
+    ("Read a store into `Results` through `read_store`: the records of the units its plan names, checked; what else the"
+     " store holds is listed in `excluded`. The data is read only for an empty store.")
+    view = read_store(store, data)
+    st, records, digest, units, waiting = view.store, view.records, view.digest, view.units, view.waiting
     curves, tests, track, rows = [], [], [], []
     for r in records.values():
         u = r["unit"]
@@ -64,7 +62,7 @@ def results(store: str|Path, data: str|Path|None = None) -> Results:
                    frame(rows, ["stage", "arm", "seed", "passes"]), selections(st.study, records, digest),
                    [u.name for u in units if u.key not in records] + waiting,
                    [dict(arm=u.arm, stage=u.stage, passes=u.passes, seed=u.seed, done=u.key in records) for u in units] +
-                   [dict(arm=w["arm"], stage=w["stage"], passes=w["passes"], seed=s, done=False) for w in waiting for s in w["seeds"]])
+                   [dict(arm=w["arm"], stage=w["stage"], passes=w["passes"], seed=s, done=False) for w in waiting for s in w["seeds"]], view.excluded)
 
 # %% ../../nbs/71f_study.stats.ipynb #45b87be2
 def t_interval(x) -> tuple[float, float]:
