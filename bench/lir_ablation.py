@@ -1,6 +1,6 @@
 """LIR ablation on the CPU: the public code's preset against the package's earlier settings, options one at a time.
 
-    OMP_NUM_THREADS=1 python bench/lir_ablation.py --steps 700 --batch-size 8 --jobs 2 --out bench/results/lir_ablation
+    OMP_NUM_THREADS=1 python bench/lir_ablation.py --steps 700 --batch-size 8 --jobs 2 --out bench/results/history/lir_ablation
 
 Every setting trains at Gaussian sigma 25 and at sigma 50 (one model per noise setting; "earlier, pooled" trains one
 model on sigma 25, 50 and Poisson, measured at both), 3 seeds, on CBSD432 with the same steps, batch, patch size and
@@ -123,7 +123,7 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="semicolon-separated settings to run (default: all)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sigmas", default="25,50", help="training and test sigmas (the pooled setting always trains on lir_denoise)")
-    ap.add_argument("--out", default="bench/results/lir_ablation")
+    ap.add_argument("--out", default="bench/results/history/lir_ablation")
     ap.add_argument("--work", default="runs/lir_ablation", help="checkpoints (not committed)")
     ap.add_argument("--table", action="store_true", help="only rewrite the table from the finished runs")
     args = ap.parse_args(argv)
