@@ -423,8 +423,6 @@ def study_report(store: str, # the study's store folder
                 ):
     "Render the store's answer from the units it holds (n seeds per cell, the units still missing), its failures, and its files in no table."
     print(report(store, write=save))
-    if text := failures_text(store): print("\n" + text)
-    if text := excluded_text(read_store(store).excluded): print("\n" + text)
 
 STUDY = {"plan": study_plan, "run": study_run, "status": study_status, "report": study_report}
 

@@ -15,8 +15,8 @@ import pandas as pd
 from ..models import atomic_write
 from .design import ARMS, STUDIES, TASKS, Task
 from .store import Store, adopt
-from .planning import estimate_seconds, pending, study_root
-from .running import run
+from .planning import estimate_seconds, excluded_text, pending, read_store, study_root
+from .running import failures_text, run
 from .stats import (
     FLAT_DB, Results, failed_runs, family_table, flattening, headline_group, input_psnr, margin_table, oracle_table, paired,
     per_seed, pick_label, results, selection_ablation, t_interval, variance_test)
@@ -419,9 +419,12 @@ def plot_curves(res: Results, path: str|Path|None = None):
 def report(store: str|Path, # a study store
            write: bool = True, # write answer.md and curves.png into the store
           ) -> str: # the answer as markdown
-    "Render the store's answer from whatever units it holds, with n seeds per cell and the units still missing."
+    ("Render the store's answer from whatever units it holds, with n seeds per cell and the units still missing, then"
+     " the units that failed (`failures`) and the store's files that are in no table, with why (`read_store`).")
     res = results(store)
     text = answer_text(res)
+    extra = [t for t in (failures_text(store), excluded_text(read_store(store).excluded)) if t]
+    if extra: text += "\n" + "\n\n".join(extra) + "\n"
     if write:
         atomic_write(Path(store) / "answer.md", lambda p: p.write_text(text))
         if not res.tests.empty:  # drawn beside it and renamed over it, as answer.md: a link there is replaced, never written through
