@@ -174,7 +174,7 @@ def _read_study(path: Path) -> tuple[Study, dict]:
     if not isinstance(meta, dict) or not isinstance(meta.get("study"), dict):
         raise ValueError(f"{f} holds no study: a JSON object with a \"study\" object, as `Store.create` writes it")
     try: study = Study.from_dict(meta["study"])
-    except (KeyError, TypeError, ValueError) as e: raise ValueError(f"{f}: {e.args[0] if e.args else e!r}") from None
+    except (KeyError, TypeError, ValueError) as e: raise ValueError(f"{f}: {e.args[0] if e.args else type(e).__name__}") from None
     data = meta.get("data", {})
     if not isinstance(data, dict) or not _is(data.get("digest", ""), str):
         raise ValueError(f"{f}: \"data\" must be an object with the training data's \"digest\", as `plan` writes it")
