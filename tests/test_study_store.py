@@ -104,7 +104,9 @@ def test_crafted_records_are_listed_and_never_counted(tmp_path):
     for f, (kind, words) in expected.items(): assert said[f].startswith(kind + ": ") and words in said[f], (f, said[f])
     r = cli("report", store, "--save")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.startswith(report(clean, write=False) + "\n\n")   # the same answer, byte for byte
+    answer = report(clean, write=False)
+    assert r.stdout.startswith(answer)                               # the same answer, byte for byte, and after it
+    assert r.stdout[len(answer):].lstrip("\n").startswith(f"{len(expected)} files of the store are in no table")  # only the list
     assert left_out(r.stdout) == said
     assert listing(tmp_path, but=store) == before                     # nothing written outside the store
     assert not list(tmp_path.parent.glob("escaped*")) and not list(tmp_path.glob("**/escaped*"))
@@ -158,7 +160,7 @@ def test_report_save_replaces_links_and_reads_none_out(tmp_path):
     assert left_out(r.stdout) == {"units/seed5.json": f"symlinked-out: a link to {outside / 'seed5.json'}, outside the store (not read)"}
     assert listing(tmp_path, but=store) == before            # the files the links pointed to are untouched
     assert not (store / "curves.png").is_symlink() and (store / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (store / "answer.md").is_symlink() and r.stdout.startswith((store / "answer.md").read_text() + "\n\n")
+    assert not (store / "answer.md").is_symlink() and (store / "answer.md").read_text() + "\n" == r.stdout
     assert "1 planned units are not in the store" in r.stdout and "final-ERM-" in r.stdout  # seed 5 of ERM: missing
 
 
