@@ -13,7 +13,7 @@ from torch import Tensor
 from .distortions import get_distortion
 
 # %% auto #0
-__all__ = ['PRESETS', 'Confounder', 'get_preset', 'ConfounderSampler', 'sample_generator']
+__all__ = ['PRESETS', 'Confounder', 'get_preset', 'as_confounders', 'ConfounderSampler', 'sample_generator']
 
 # %% ../nbs/22_sampler.ipynb #679533e3
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ def get_preset(name: str, # a key of `PRESETS`
     "The confounder list of the preset `name`."
     if name not in PRESETS: raise KeyError(f"unknown confounder preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
     return list(PRESETS[name])
+
+def as_confounders(confounders: str|list|tuple, # a preset name, or rows [family, degree, seen(, params)] (Confounders pass through)
+                  ) -> list[Confounder]:
+    "The confounder list a preset name or a list of rows means (what `TrainConfig` and a study's `Task` read)."
+    if isinstance(confounders, str): return get_preset(confounders)
+    return [c if isinstance(c, Confounder) else Confounder(*c) for c in confounders]
 
 # %% ../nbs/22_sampler.ipynb #91ec6533
 class ConfounderSampler:

@@ -26,7 +26,7 @@ from .evaluate import evaluate
 from .distortions import motion_kernel
 from .models import (BACKBONES, atomic_write, build, check_finite, check_optimizer_state, load_tensors, read_history,
                                run_folder, save_file_atomic, save_model)
-from .sampler import Confounder, ConfounderSampler, get_preset, sample_generator
+from .sampler import Confounder, ConfounderSampler, as_confounders, get_preset, sample_generator
 from .lir import lir_data, lir_setup, lir_step
 
 # %% auto #0
@@ -97,8 +97,7 @@ class TrainConfig:
 
     def confounder_list(self) -> list[Confounder]:
         "The confounders of this run."
-        if isinstance(self.confounders, str): return get_preset(self.confounders)
-        return [c if isinstance(c, Confounder) else Confounder(*c) for c in self.confounders]
+        return as_confounders(self.confounders)
 
 # %% ../nbs/40_train.ipynb #7921e47b
 _CHOICES = {"content": ("shared", "independent"), "schedule": ("constant", "cosine", "step"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from ..sampler import as_confounders
 from ..train import METHODS, TrainConfig
 
 # %% auto #0
@@ -29,7 +30,7 @@ class Task:
     def confounder_list(self) -> list:
         "The task's `Confounder`s, seen and unseen."
         c = self.confounders
-        return TrainConfig(confounders=c if isinstance(c, str) else [list(x) for x in c]).confounder_list()
+        return as_confounders(c)  # parsed as TrainConfig parses them, without building a configuration
 
     def n_seen(self) -> int: return sum(c.seen for c in self.confounder_list())
 
