@@ -30,7 +30,7 @@ from .evaluate import PROTOCOLS, evaluate
 from .models import load_model, model_card, pretrained_names, pretrained_path, read_record
 from .restore import restore_cli
 from .sampler import get_preset
-from .study import (STUDIES, Store, adopt, committed_store, estimate_seconds, failures, failures_text, oracle_table,
+from .study import (STUDIES, Store, adopt, committed_store, estimate_seconds, failures, oracle_table,
                               pending, plus_minus, report, results, run, share_text, status, study_root)
 from .study.planning import excluded_text, read_store  # a store's files in no table, and why
 from .train import TrainConfig, fit

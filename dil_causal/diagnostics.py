@@ -513,13 +513,14 @@ def diagnose_store(store: str|Path, # a study store (`dil_causal.study.Store`)
                    progress: bool = True, # a progress bar over the models
                   ) -> dict: # what `STORE/diagnostics.json` holds: the test set, σ, one row per model and σ, missing models
     "`mechanism_table` for every final model of a study store, on its task's first test set; written to `diagnostics.json`."
-    from dil_causal.study import Store, TASKS, dataset_folder, default_work, load_test_set, study_root  # only here: importing diagnostics stays light
-    st = Store(store)
+    from dil_causal.study import TASKS, dataset_folder, default_work, load_test_set, read_store, study_root  # only here: importing diagnostics stays light
+    view = read_store(store, data)  # the plan's checked records only, as every report reads them
+    st = view.store
     study, task = st.study, TASKS[st.study.task]
     work = Path(work) if work else default_work(st.path)
     sigmas, seen = _noise_levels(task, study.task)
     images = load_test_set(dataset_folder(task.tests[0], study_root(data)), study.eval_images, study.eval_crop)
-    finals = sorted((r for r in st.records().values() if r["unit"]["stage"] == "final"), key=lambda r: r["name"])
+    finals = sorted((r for r in view.records.values() if r["unit"]["stage"] == "final"), key=lambda r: r["name"])
     files = {r["name"]: work / "models" / f"{r['name']}.safetensors" for r in finals}
     rows = []
     for r in progress_bar(finals, desc="diagnose", unit="model", disable=not progress):

@@ -1,5 +1,5 @@
 """Shared helpers for the plain pytest suite (CLI, multi-process, fault injection, docs)."""
-import os, shutil, subprocess, sys
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -46,4 +46,13 @@ def site(tmp_path_factory):
         if not (out / "preview.json").exists():
             r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
             assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def scores(store) -> dict:
+    "Every unit's results without its timings: key -> (curve, tests, track, best_passes)."
+    out = {}
+    for f in (store / "units").glob("*.json"):
+        r = json.loads(f.read_text())
+        out[r["key"]] = (r["curve"], r.get("tests"), r.get("track"), r.get("best_passes"))
     return out

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run, venv_bin
+from conftest import ROOT, run, scores, venv_bin
 
 STORES = {t: ROOT / "bench" / "results" / f"study-cpu-{t}" for t in ("denoise", "deblur")}
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -15,15 +15,6 @@ ENV = {"OMP_NUM_THREADS": "1"}
 
 def cli(*args, timeout=900, env=None):
     return run([venv_bin("dil-causal"), "study", *map(str, args)], timeout=timeout, env={**ENV, **(env or {})})
-
-
-def scores(store) -> dict:
-    "Every unit's results without its timings: key -> (curve, tests, track)."
-    out = {}
-    for f in (store / "units").glob("*.json"):
-        r = json.loads(f.read_text())
-        out[r["key"]] = (r["curve"], r.get("tests"), r.get("track"), r.get("best_passes"))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 """The oracle arm is a reference: it trains on every degree of its task and never enters another arm's selection."""
-import json
 from pathlib import Path
 
 import pytest
 
-from dil_causal.study import STUDIES, TASKS, Store, make_unit, plan, selections
+from dil_causal.study import STUDIES, TASKS, make_unit, plan, read_store, selections
 from dil_causal.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,15 +20,10 @@ def test_oracle_trains_on_every_degree():
         assert len(erm) == TASKS[s.task].n_seen() < len(seen), name
 
 
-def _records(store: Store) -> dict:
-    return {r["key"]: r for r in (json.loads(f.read_text()) for f in sorted((store.path / "units").glob("*.json")))}
-
-
 @pytest.mark.skipif(not (NARROW / "study.json").is_file(), reason=f"{NARROW} is not in this checkout")
 def test_oracle_never_enters_another_arms_selection():
-    st = Store(NARROW)
-    records = _records(st)
-    digest = next(iter(records.values()))["data"]["digest"]
+    view = read_store(NARROW)
+    st, records, digest = view.store, view.records, view.digest
     chosen = selections(st.study, records, digest)
     assert chosen["oracle"] is not None, "the committed store has the oracle's selection"
     # without the oracle's records, or with its validation made absurdly good, every other arm picks the same rates

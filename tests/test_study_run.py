@@ -6,7 +6,7 @@ import json, os, shutil, subprocess, sys, time
 
 import pytest
 
-from conftest import ROOT, run, venv_bin
+from conftest import ROOT, run, scores, venv_bin
 
 ENV = {"OMP_NUM_THREADS": "1"}
 HAVE_DATA = (ROOT.parent / "shared" / "data" / "CBSD432_jpg").is_dir() or bool(os.environ.get("DIL_DATA"))
@@ -15,15 +15,6 @@ needs_data = pytest.mark.skipif(not HAVE_DATA, reason="the smoke study trains on
 
 def cli(*args, timeout=900):
     return run([venv_bin("dil-causal"), "study", *map(str, args)], timeout=timeout, env=ENV)
-
-
-def scores(store) -> dict:
-    "Every unit's results without its timings: key -> (curve, tests, track, best_passes)."
-    out = {}
-    for f in (store / "units").glob("*.json"):
-        r = json.loads(f.read_text())
-        out[r["key"]] = (r["curve"], r.get("tests"), r.get("track"), r.get("best_passes"))
-    return out
 
 
 def first_unit(store):

@@ -11,13 +11,12 @@ __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Ar
            'results', 't_interval', 'per_seed', 'paired', 'variance_test', 'budget_ladder', 'flattening', 'input_psnr',
            'margin_table', 'validation_margin', 'collapsed_runs', 'failed_runs', 'family_table', 'selection_ablation',
            'paired_table', 'arms_table', 'flattening_text', 'best_checkpoint_text', 'wall_time_text', 'missing_text',
-           'answer_text', 'plot_curves', 'report', 'status', 'study_command', 'PAPER_ERM_MARGIN', 'study_map',
-           'plot_map', 'committed_store', 'answer_sentence', 'degree_groups', 'group_per_seed', 'headline_group',
-           'pick_label', 'ratio_interval', 'oracle_table', 'plus_minus', 'verdict', 'md_table', 'share_text',
-           'oracle_text', 'flattening_words', 'Section', 'SECTIONS', 'section_tables', 'in_words', 'map_label',
-           'answer_table', 'plot_answer', 'map_words', 'RECORD', 'EXCLUDED', 'SHARES', 'record_problem', 'Excluded',
-           'check_record', 'shares_runs', 'seeded_subsample', 'data_identity', 'StoreView', 'read_store',
-           'excluded_text']
+           'answer_text', 'plot_curves', 'report', 'status', 'PAPER_ERM_MARGIN', 'study_map', 'plot_map',
+           'committed_store', 'answer_sentence', 'degree_groups', 'group_per_seed', 'headline_group', 'pick_label',
+           'ratio_interval', 'oracle_table', 'plus_minus', 'verdict', 'md_table', 'share_text', 'oracle_text',
+           'flattening_words', 'Section', 'SECTIONS', 'section_tables', 'in_words', 'map_label', 'answer_table',
+           'plot_answer', 'map_words', 'RECORD', 'EXCLUDED', 'SHARES', 'record_problem', 'Excluded', 'check_record',
+           'shares_runs', 'seeded_subsample', 'data_identity', 'StoreView', 'read_store', 'excluded_text']
 
 # %% ../../nbs/71_study.ipynb #31de4e15
 from .design import PROTOCOL, TASKS, RATES, GRIDS, ARMS, STUDIES, Task, Arm, Study
@@ -35,7 +34,7 @@ from .stats import (
     group_per_seed, headline_group, pick_label, ratio_interval, oracle_table)
 from .reporting import (
     paired_table, arms_table, flattening_text, best_checkpoint_text, wall_time_text, missing_text, answer_text,
-    plot_curves, report, status, study_command, plus_minus, verdict, md_table, share_text, oracle_text, flattening_words,
+    plot_curves, report, status, plus_minus, verdict, md_table, share_text, oracle_text, flattening_words,
     Section, SECTIONS, section_tables, in_words)
 from .map import (
     PAPER_ERM_MARGIN, study_map, map_label, plot_map, answer_table, plot_answer, map_words, committed_store, answer_sentence)
@@ -48,7 +47,7 @@ _all_ = ["PROTOCOL", "TASKS", "RATES", "GRIDS", "ARMS", "STUDIES", "Task", "Arm"
          "variance_test", "budget_ladder", "flattening", "input_psnr", "margin_table", "validation_margin",
          "collapsed_runs", "failed_runs", "family_table", "selection_ablation", "paired_table", "arms_table",
          "flattening_text", "best_checkpoint_text", "wall_time_text", "missing_text", "answer_text", "plot_curves",
-         "report", "status", "study_command", "PAPER_ERM_MARGIN", "study_map", "plot_map", "committed_store",
+         "report", "status", "PAPER_ERM_MARGIN", "study_map", "plot_map", "committed_store",
          "answer_sentence", "degree_groups", "group_per_seed", "headline_group", "pick_label", "ratio_interval",
          "oracle_table", "plus_minus", "verdict", "md_table", "share_text", "oracle_text", "flattening_words", "Section",
          "SECTIONS", "section_tables", "in_words", "map_label", "answer_table", "plot_answer", "map_words", "RECORD",

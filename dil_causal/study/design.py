@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from ..sampler import as_confounders
-from ..train import METHODS, TrainConfig
+from ..train import METHODS
 
 # %% auto #0
 __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Arm', 'Study']
@@ -29,8 +29,7 @@ class Task:
 
     def confounder_list(self) -> list:
         "The task's `Confounder`s, seen and unseen."
-        c = self.confounders
-        return as_confounders(c)  # parsed as TrainConfig parses them, without building a configuration
+        return as_confounders(self.confounders)  # parsed as TrainConfig parses them, without building a configuration
 
     def n_seen(self) -> int: return sum(c.seen for c in self.confounder_list())
 

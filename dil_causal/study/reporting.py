@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..models import atomic_write
-from .design import ARMS, STUDIES, TASKS, Task
-from .store import Store, adopt
-from .planning import estimate_seconds, excluded_text, pending, read_store, study_root
-from .running import failures_text, run
+from .design import ARMS, TASKS, Task
+from .planning import excluded_text
+from .running import failures_text
 from .stats import (
     FLAT_DB, Results, failed_runs, family_table, flattening, headline_group, input_psnr, margin_table, oracle_table, paired,
     per_seed, pick_label, results, selection_ablation, t_interval, variance_test)
@@ -24,7 +23,7 @@ from .stats import (
 # %% auto #0
 __all__ = ['SECTIONS', 'plus_minus', 'verdict', 'md_table', 'paired_table', 'arms_table', 'flattening_text',
            'best_checkpoint_text', 'wall_time_text', 'missing_text', 'share_text', 'oracle_text', 'flattening_words',
-           'Section', 'section_tables', 'answer_text', 'in_words', 'plot_curves', 'report', 'status', 'study_command']
+           'Section', 'section_tables', 'answer_text', 'in_words', 'plot_curves', 'report', 'status']
 
 # %% ../../nbs/71g_study.reporting.ipynb #1ce181b4
 def plus_minus(m: float, # a mean, or a mean difference
@@ -423,7 +422,7 @@ def report(store: str|Path, # a study store
      " the units that failed (`failures`) and the store's files that are in no table, with why (`read_store`).")
     res = results(store)
     text = answer_text(res)
-    extra = [t for t in (failures_text(store), excluded_text(read_store(store).excluded)) if t]
+    extra = [t for t in (failures_text(store), excluded_text(res.excluded)) if t]  # `results` read the store once
     if extra: text += "\n" + "\n\n".join(extra) + "\n"
     if write:
         atomic_write(Path(store) / "answer.md", lambda p: p.write_text(text))
@@ -448,44 +447,3 @@ def status(store: str|Path) -> pd.DataFrame:
         rows.append(dict(task=study.task, backbone=study.backbone, arm=arm, stage=stage, budget=int(passes),
                          seeds_done=int(g.done.sum()), seeds_planned=len(g), flattened=f))
     return pd.DataFrame(rows)
-
-# %% ../../nbs/71g_study.reporting.ipynb #ed02b8ec
-def study_command(action: str, # plan, run, status or report
-                  store: str, # the study's store folder
-                  study: str = "", # plan: the study to start the store with (a key of `STUDIES`)
-                  time_limit: float = 0, # run: seconds; no unit starts that its measured time per pass says would end later (0: none)
-                  jobs: int = 2, # run: units trained at once, one process each
-                  threads: int = 1, # run: threads per process
-                  shard: str = "", # run: "i/N" trains only the units whose key hashes to i of N (one store per machine; copy them together)
-                  work: str = "", # run: checkpoint folder outside the store (default: $DIL_STUDY_WORK or ~/.cache/dil_causal/study-work)
-                  data: str = "", # data root with the training and test sets (default: $DIL_DATA or ../shared/data)
-                  no_reuse: bool = False, # plan, run: train every unit here, even one that a store beside this one holds under the same key
-                  json: bool = False, # status: one JSON object per cell, for scripts
-                  save: bool = False, # report: also write answer.md and curves.png into the store
-                 ):
-    "The decisive study: plan a store, run its missing units, say what is done, render the answer."
-    import json as _json
-    if action == "plan":
-        if study and study not in STUDIES: raise KeyError(f"unknown study {study!r}; known studies: {', '.join(STUDIES)}")
-        st = Store.create(store, study) if study else Store(store)
-        units, waiting, records = pending(st, study_root(data or None))
-        print(f"{st.path}: {st.study.task}, {st.study.backbone}, arms {', '.join(st.study.arms)}; {len(records)} units done, "
-              f"{len(units)} ready to run, {sum(len(w['seeds']) for w in waiting)} waiting for a selection")
-        copy = {} if no_reuse else {r["key"]: r for r in adopt(st, units, write=False)}  # `run` copies these, trains nothing
-        secs = {u.key: estimate_seconds(st.study, u, records) for u in units if u.key not in copy}
-        est = sum(secs.values())
-        for u in units[:20]:
-            print(f"  {u.name}  " + (f"copied from {copy[u.key]['reused_from']}" if u.key in copy else f"≈{secs[u.key] / 60:.1f} min"))
-        if len(units) > 20: print(f"  … {len(units) - 20} more")
-        print(f"ready units: about " + (f"{est / 3600:.1f} h" if est >= 3600 else f"{est / 60:.0f} min") + " on one process" + (f" ({len(copy)} of them copied, not trained)" if copy else ""))
-    elif action == "run":
-        done = run(store, time_limit=time_limit or None, jobs=jobs, threads=threads, shard=shard or None,
-                   work=work or None, data=data or None, reuse=not no_reuse)
-        print(f"{len(done)} units finished; `dil-causal study status {store}` says what is left")
-    elif action == "status":
-        s = status(store)
-        if json:
-            for r in s.to_dict("records"): print(_json.dumps(r))
-        else: print(s.to_string(index=False))
-    elif action == "report": print(report(store, write=save))
-    else: raise ValueError(f"unknown study action {action!r}: use plan, run, status or report")

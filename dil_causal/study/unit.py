@@ -5,7 +5,7 @@
 # %% ../../nbs/71d_study.unit.ipynb #6cfbef75
 from __future__ import annotations
 
-import ctypes, json, os, platform, random, shutil, signal, socket, subprocess, time, traceback
+import ctypes, json, os, platform, shutil, signal, socket, subprocess, time, traceback
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,7 @@ from ..data import image_files, read_image
 from ..models import atomic_write
 from .design import TASKS, Study
 from .store import Unit, make_unit  # the workers read make_unit through this module
-from .planning import dataset_folder, training_files, unit_data
+from .planning import dataset_folder, seeded_subsample, training_files, unit_data
 
 # %% auto #0
 __all__ = ['load_test_set', 'machine', 'source_commit', 'train_unit', 'train_group']
@@ -25,8 +25,7 @@ def load_test_set(folder: str|Path, # a folder of test images
                   crop: int, # centre crops of this side; 0: whole images
                  ) -> dict: # name -> (3,H,W) image
     "A test set as the studies read it."
-    files = image_files(folder)
-    if n_images and n_images < len(files): files = sorted(random.Random(0).sample(files, n_images))
+    files = seeded_subsample(image_files(folder), n_images)  # the same sample the training set's subsample draws
     out = {}
     for f in files:
         img = read_image(f)
