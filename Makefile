@@ -59,7 +59,7 @@ nbtest: install
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: install
-	$(BIN)/python -m pytest tests/ -v -n 2 --durations=12
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ -v -n 2 --durations=12
 
 test: check-export check-clean check-readme nbtest pytest
 

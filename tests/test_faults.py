@@ -65,9 +65,9 @@ def test_patch_larger_than_images(tmp_path, shared_data):
 
 
 def test_trained_model_beats_noisy_input_on_cbsd68(tmp_path, shared_data):
-    "A short ERM run on Set5 already restores real CBSD68 images better than the noisy input at sigma 15."
-    res = fit(method="erm", data=str(shared_data / "Set5"), steps=600, lr=1e-3, patch_size=32, progress=False,
-              output_dir=str(tmp_path))
+    "A short ERM run of DnCNN-tiny on Set5 already restores real CBSD68 images better than the noisy input at sigma 15."
+    res = fit(method="erm", backbone="dncnn-tiny", data=str(shared_data / "Set5"), steps=400, lr=1e-3, patch_size=32,
+              progress=False, output_dir=str(tmp_path))
     test = dict(list(image_folder(shared_data / "CBSD68").items())[:3])
     test = {k: v[:, :128, :128] for k, v in test.items()}
     noisy = evaluate(None, test, "denoise", progress=False).query("degree == 15").psnr.mean()

@@ -37,18 +37,18 @@ def test_restore_by_name_without_training(tmp_path):
 
 
 def test_card_psnr_is_reproduced_by_eval(tmp_path, shared_data):
-    """One card (both cards were written by the same code path, bench/ship_models.py): all 68 images at a seen and an
-    unseen sigma (15 and 50; every sigma takes 3.5 times as long and runs the same code)."""
+    """One card (both cards were written by the same code path, bench/ship_models.py): all 68 images at an unseen
+    sigma (50; each sigma takes about 80 s here and runs the same code, so one stands for the card's seven)."""
     name, out = "dil_sf-denoise-tiny", tmp_path / "scores.csv"
     r = run([venv_bin("dil-causal"), "eval", "-n", name, "--data", str(shared_data / "CBSD68"), "--metrics", "psnr",
-             "--degrees", "15,50", "--output", str(out)],
-            env={"OMP_NUM_THREADS": "2"}, timeout=900)
+             "--degrees", "50", "--output", str(out)],
+            env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     import pandas as pd
     df = pd.read_csv(out)
     mine = df[df.method != "input"].groupby("degree").psnr.mean()
     card = {float(k): v for k, v in model_card(name)["psnr_cbsd68"].items()}
-    assert df.image.nunique() == 68 and set(mine.index) == {15.0, 50.0} and len(df) == 2 * 2 * 68   # model and input rows
+    assert df.image.nunique() == 68 and set(mine.index) == {50.0} and len(df) == 2 * 68   # model and input rows
     for sigma in mine.index: assert abs(mine[sigma] - card[sigma]) < 0.05, (sigma, mine[sigma], card[sigma])
 
 

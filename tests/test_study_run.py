@@ -108,8 +108,10 @@ def test_unit_held_by_another_run_is_named(tmp_path):
     assert held.name not in names and len(names) == 1
 
 
-def test_arguments_refused_up_front(tmp_path):
-    "Each bad argument: exit 1 and one line naming the option, before the store is read (nothing trains)."
+def test_arguments_refused_up_front(tmp_path, capsys):
+    """Each bad argument: exit 1 and one line naming the option, before the store is read (nothing trains). The command's
+    own entry point, `dil_causal.cli.main`, in this process (the console script calls it; the other tests here run it)."""
+    from dil_causal.cli import main
     from dil_causal.study import Store
     Store.create(tmp_path / "s", "smoke")
     cases = {("--time-limit", "nan"): "--time-limit must be a finite number of seconds >= 0 (0: no limit), got nan",
@@ -121,9 +123,10 @@ def test_arguments_refused_up_front(tmp_path):
              ("--max-units", "-1"): "--max-units must be a whole number >= 0, got -1",
              ("--shard", "2/2"): "'2/2'"}                                      # "shard must read i/N ...; got '2/2'"
     for args, says in cases.items():
-        r = cli("run", tmp_path / "s", *args, "--work", tmp_path / "work")
-        assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
-        assert r.stderr.startswith("dil-causal study run: error: ")
+        code = main(["study", "run", str(tmp_path / "s"), *args, "--work", str(tmp_path / "work")])
+        err = capsys.readouterr().err
+        assert code == 1 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert err.startswith("dil-causal study run: error: ")
     assert not (tmp_path / "work").exists()
 
 
