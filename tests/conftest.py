@@ -49,6 +49,32 @@ def site(tmp_path_factory):
     return out
 
 
+SMOKE_DATA = bool(os.environ.get("DIL_DATA")) or (ROOT.parent / "shared" / "data" / "CBSD432_jpg").is_dir()
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory):
+    """The smoke study run once per test session, start to end, through the command line (`plan`, then `run` with two
+    local processes of one thread each); the study tests compare their own stores with it. Built once under a file lock
+    in the folder the session's workers share, as `site` is, so under pytest-xdist no worker trains it twice."""
+    if not SMOKE_DATA: pytest.skip("the smoke study trains on CBSD432 from ../shared/data (or $DIL_DATA): not here")
+    import fcntl
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"): base = base.parent
+    d, one = base / "smoke", {"OMP_NUM_THREADS": "1"}
+    with open(base / "smoke.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (d / "done").exists():
+            shutil.rmtree(d, ignore_errors=True)
+            r = run([venv_bin("dil-causal"), "study", "plan", str(d / "store"), "--study", "smoke"], env=one)
+            assert r.returncode == 0 and "4 ready to run" in r.stdout, r.stdout + r.stderr
+            r = run([venv_bin("dil-causal"), "study", "run", str(d / "store"), "--jobs", "2", "--threads", "1",
+                     "--work", str(d / "work"), "--no-reuse"], env=one, timeout=900)
+            assert r.returncode == 0 and "14 units finished" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+            (d / "done").touch()
+    return d / "store"
+
+
 def scores(store) -> dict:
     "Every unit's results without its timings: key -> (curve, tests, track, best_passes)."
     out = {}

@@ -1,14 +1,14 @@
 """bench/diagnose_store.py on a real (smoke-sized) study store: every final model measured, diagnostics.json written."""
-import json, sys
+import json, shutil, sys
 
 from conftest import ROOT, run
 
 
-def test_diagnose_store_script(shared_data, tmp_path):
-    from dil_causal.study import Store, run as run_study
+def test_diagnose_store_script(shared_data, smoke_store, tmp_path):
+    "The session's smoke store (14 units) and its work folder's final models, copied: this test removes a model file."
     store, work = tmp_path / "store", tmp_path / "work"
-    Store.create(store, "smoke")
-    run_study(store, jobs=1, work=work, data=shared_data, progress=False)  # 14 units of a few seconds each
+    shutil.copytree(smoke_store, store)
+    shutil.copytree(smoke_store.parent / "work" / "models", work / "models")
     script = [sys.executable, str(ROOT / "bench" / "diagnose_store.py"), str(store), "--work", str(work), "--data", str(shared_data)]
 
     r = run(script)

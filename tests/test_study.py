@@ -17,17 +17,10 @@ def cli(*args, timeout=900, env=None):
     return run([venv_bin("dil-causal"), "study", *map(str, args)], timeout=timeout, env={**ENV, **(env or {})})
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, request):
-    "The smoke study run once, start to end, through the command line."
-    if not (ROOT.parent / "shared" / "data" / "CBSD432_jpg").is_dir() and not os.environ.get("DIL_DATA"):
-        pytest.skip("the smoke study trains on CBSD432 from ../shared/data (or $DIL_DATA): not here")
-    d = tmp_path_factory.mktemp("whole")
-    r = cli("plan", d / "store", "--study", "smoke")
-    assert r.returncode == 0 and "4 ready to run" in r.stdout, r.stdout + r.stderr
-    r = cli("run", d / "store", "--jobs", 2, "--work", d / "work")
-    assert r.returncode == 0 and "14 units finished" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
-    return d / "store"
+@pytest.fixture
+def uninterrupted(smoke_store):
+    "The smoke study run once, start to end, through the command line (conftest's `smoke_store`, shared by the session)."
+    return smoke_store
 
 
 def test_sigkill_mid_unit_then_resume(uninterrupted, tmp_path):

@@ -23,15 +23,10 @@ def first_unit(store):
     return pending(Store(store), study_root())[0][0]
 
 
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    "The smoke study run once through local processes (the default executor)."
-    if not HAVE_DATA: pytest.skip("the smoke study trains on CBSD432 from ../shared/data (or $DIL_DATA): not here")
-    d = tmp_path_factory.mktemp("local")
-    assert cli("plan", d / "store", "--study", "smoke").returncode == 0
-    r = cli("run", d / "store", "--jobs", 2, "--threads", 1, "--work", d / "work", "--no-reuse")
-    assert r.returncode == 0 and "14 units finished" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
-    return d / "store"
+@pytest.fixture
+def local(smoke_store):
+    "The smoke study run once through local processes, the default executor (conftest's `smoke_store`)."
+    return smoke_store
 
 
 @needs_data
