@@ -11,8 +11,16 @@ the study's own test (`standing`): the pair illustrates, the study decides.
   erm-denoise-tiny      the study's tuned ERM
   dil_sf-denoise-tiny   the study's tuned DIL_sf (the content setting whose final validation was better)
 
+  erm_bias_free-narrow-dncnn-tiny   ERM bias-free of the oracle study cpu-narrow-dncnn-tiny (σ 5 and 10 seen)
+
+A CSV result set of the former one-sitting script (final_curves.csv, meta.json; --study) ships the pair above; a store
+(--store, with --arm and --name) ships one arm's seed, its model file taken from the store's work folder
+(`WORK/models/<unit name>.safetensors`, kept for every final unit), its card filled from the unit's record.
+
 Usage: python bench/ship_models.py --study bench/results/study-cpu-denoise --work /work/study/work-cpu [--data ../shared/data]
-       python bench/ship_models.py --study bench/results/study-cpu-denoise --refresh   # rewrite the shipped cards' data and standing only
+       python bench/ship_models.py --store bench/results/study-cpu-narrow-dncnn-tiny --arm "ERM bias-free" \
+           --name erm_bias_free-narrow-dncnn-tiny [--work DIR] [--data ../shared/data]
+       python bench/ship_models.py --refresh [--study STORE]   # rewrite the shipped cards' data and standing only
 """
 import argparse, json, os, shutil
 from pathlib import Path
@@ -69,7 +77,8 @@ def standing(study, arm: str, seed: int, dataset: str = "CBSD68") -> dict:
 
 
 def refresh(study, data_root, dest=None):
-    "Rewrite the shipped cards' `data` (set and digests; `fit_config.data` the set's name) and `standing`, nothing else."
+    """Rewrite the shipped cards' `data` (set and digests; `fit_config.data` the set's name) and `standing`, nothing else.
+    A card's standing is recomputed from the store it names (`standing.source.store`); `study` serves a card that names none."""
     from dil_causal.data import find_dataset
     from dil_causal.models import read_card
     dest = Path(dest or ROOT / "dil_causal" / "pretrained")
@@ -78,7 +87,9 @@ def refresh(study, data_root, dest=None):
         name = card["data"]["set"]
         card["data"] = data_record(find_dataset(name, data_root), card["fit_config"]["val"], card["data"]["description"] or DATA_SENTENCE)
         card["fit_config"]["data"] = name
-        card["standing"] = standing(study, card["arm"], card["seed"])
+        own = (card.get("standing") or {}).get("source", {}).get("store")
+        if not (own or study): raise ValueError(f"{path.name} names no study store: pass --study")
+        card["standing"] = standing(ROOT / own if own else study, card["arm"], card["seed"], card["standing"]["source"]["dataset"] if own else "CBSD68")
         path.write_text(json.dumps(card, indent=1) + "\n")
         print(f"refreshed {path.name}: {name} {card['data']['digest'][:12]}, {standing_text(card['standing'])}")
 
@@ -88,16 +99,91 @@ def standing_text(s: dict) -> str:
                      for k in ("unseen", "seen"))
 
 
+def card_psnr(model_file, folder, confounders) -> tuple[dict, dict]:
+    """PSNR of a model file on every image of `folder` (full size, DIL protocol) at each confounder, and of the
+    distorted input: what `dil-causal eval` measures (`eval_checkpoint` calls `evaluate` on the same images with the same
+    arguments), at the degrees given rather than a preset's, as the card's {"sigma": mean dB} pair."""
+    from dil_causal.cli import _test_images
+    from dil_causal.evaluate import evaluate
+    from dil_causal.models import load_model
+    images = _test_images(str(folder), None)
+    mean = lambda df: {str(float(d)): float(v) for d, v in df.groupby("degree", sort=False).psnr.mean().items()}
+    run = lambda model: evaluate(model, images, confounders, protocol="dil", crop_border=0, dataset=str(folder), metrics=("psnr",),
+                                 progress=False)
+    return mean(run(load_model(model_file))), mean(run(None))
+
+
+def ship_from_store(store, arm: str, name: str, work=None, data_root=None, dest=None) -> dict:
+    """Ship one seed of `arm` from a study store as `name`: of the arm's final seeds, the one whose last validation (the
+    last point of its record's `curve`: seen degrees, held-out training images) is best; never a test image. Copies
+    `work/models/<unit name>.safetensors` (the final EMA weights) and writes the card from the unit's record."""
+    from dataclasses import asdict
+    from dil_causal.data import data_digest, find_dataset
+    from dil_causal.models import load_model, n_parameters, read_record
+    from dil_causal.study import TASKS, read_store
+    from dil_causal.study.running import default_work
+    from dil_causal.train import TrainConfig
+    store = Path(store)
+    view = read_store(store)
+    study = view.store.study
+    finals = [r for r in view.records.values() if r["unit"]["stage"] == "final" and r["unit"]["arm"] == arm]
+    if not finals: raise ValueError(f"{store}: no final unit of arm {arm!r} (arms: {', '.join(study.arms)})")
+    best = max(finals, key=lambda r: r["curve"][-1]["val_psnr"])
+    work = Path(work) if work else default_work(store)
+    src = work / "models" / f"{best['name']}.safetensors"
+    if not src.is_file(): raise FileNotFoundError(f"{src}: the final model of {best['name']} is not in the work folder {work}")
+    folder = find_dataset(best["data"]["train"], data_root)
+    if data_digest(folder) != best["data"]["digest"]:
+        raise ValueError(f"{folder} is not the data {best['name']} was trained on (digest {best['data']['digest'][:12]})")
+    dest = Path(dest or ROOT / "dil_causal" / "pretrained")
+    dest.mkdir(exist_ok=True)
+    out = dest / f"{name}.safetensors"
+    shutil.copyfile(src, out)
+    # the fit() configuration the unit ran (dil_causal.study.unit._setup: its config, the data, logs and checkpoints at each validation)
+    fit = asdict(TrainConfig.from_dict(dict(best["config"], data=best["data"]["train"], progress=False,
+                                            log_every=best["config"]["val_every"], ckpt_every=best["config"]["val_every"])))
+    fit = json.loads(json.dumps({k: v for k, v in fit.items() if k not in ("output_dir", "progress")}))  # tuples as lists
+    task = TASKS[study.task]
+    seen = [c.degree for c in task.confounder_list() if c.seen]
+    psnr, psnr_input = card_psnr(out, find_dataset("CBSD68", data_root), task.confounder_list())
+    rec, seed = read_record(out), int(best["unit"]["seed"])
+    rates = ", ".join(f"{k} {v:g}" for k, v in best["unit"]["rates"])
+    sentence = (f"of the study's {len(finals)} final seeds, the best final seen-degree validation PSNR "
+                f"({fit['val'] * 100:g} % of {best['data']['train']} held out, {task.seen}); the rate ({rates}) was selected "
+                "the same way by the study's sweep and refinement")
+    card = dict(name=name, method=fit["method"], content=fit["content"], backbone=fit["backbone"],
+                parameters=n_parameters(load_model(out)), weights=rec.get("weights"), arm=arm, seed=seed, selection=sentence,
+                command=f"dil-causal study run {store.resolve().relative_to(ROOT).as_posix() if store.resolve().is_relative_to(ROOT) else store}",
+                fit_config=fit, data=data_record(folder, fit["val"]), commit=best["commit"], hardware=best["hardware"],
+                torch=best["torch"], protocol="dil (test noise seeded 0 per image, clipped to [0, 1])",
+                psnr_cbsd68=psnr, psnr_input_cbsd68=psnr_input,
+                seen_sigmas=[int(d) if float(d).is_integer() else d for d in seen], eval_command=f"dil-causal eval -n {name} --data CBSD68",
+                standing=standing(store, arm, seed))
+    (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(f"shipped {name}: {arm} seed {seed} ({best['name']}; final validation {best['curve'][-1]['val_psnr']:.3f} dB), "
+          f"PSNR on CBSD68 {card['psnr_cbsd68']}")
+    return card
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", required=True); ap.add_argument("--work")
+    ap.add_argument("--study", help="a CSV result set of the former one-sitting script (final_curves.csv, meta.json); "
+                    "--refresh: the study of any card whose standing names none")
+    ap.add_argument("--store", help="a study store (dil_causal.study) to ship one arm's seed from, with --arm and --name")
+    ap.add_argument("--arm"); ap.add_argument("--name")
+    ap.add_argument("--work", help="the runs' work folder (--store: default the store's, dil_causal.study.running.default_work)")
     ap.add_argument("--data", default=os.environ.get("DIL_DATA") or str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--refresh", action="store_true", help="only rewrite the shipped cards' data digests and standing")
     args = ap.parse_args(argv)
     if args.refresh: return refresh(args.study, args.data)
+    if args.store:
+        if not (args.arm and args.name): ap.error("--store needs --arm and --name")
+        return ship_from_store(args.store, args.arm, args.name, args.work, args.data)
+    if not args.study: ap.error("pass --study (a CSV result set) or --store (a study store)")
     if not args.work: ap.error("--work is needed to ship models (or pass --refresh)")
     from dil_causal.cli import eval_checkpoint
     from dil_causal.models import load_model, n_parameters, read_record
+    from dil_causal.sampler import as_confounders
     study, work, dest = Path(args.study), Path(args.work), ROOT / "dil_causal" / "pretrained"
     curves, meta = pd.read_csv(study / "final_curves.csv"), json.loads((study / "meta.json").read_text())
     final_val = curves.sort_values("passes").groupby("name").tail(1)
@@ -121,7 +207,8 @@ def main(argv=None):
                     torch=meta["parts"]["all"]["torch"], protocol="dil (test noise seeded 0 per image, clipped to [0, 1])",
                     psnr_cbsd68={str(float(r.degree)): float(r.psnr) for r in table.itertuples()},
                     psnr_input_cbsd68={str(float(r.degree)): float(r.input_psnr) for r in table.itertuples()},
-                    seen_sigmas=[5, 10, 15, 20], eval_command=f"dil-causal eval -n {name} --data CBSD68")
+                    seen_sigmas=[int(c.degree) for c in as_confounders(cfg["confounders"]) if c.seen],
+                    eval_command=f"dil-causal eval -n {name} --data CBSD68")
         card["fit_config"]["data"] = card["data"]["set"]
         (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
         print(f"shipped {name}: {arm} seed {card['seed']}, PSNR on CBSD68 {card['psnr_cbsd68']}")

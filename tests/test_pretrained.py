@@ -10,7 +10,9 @@ from PIL import Image
 from conftest import run, venv_bin
 from dil_causal.models import model_card, pretrained, pretrained_names, pretrained_path
 
-NAMES = ["erm-denoise-tiny", "dil_sf-denoise-tiny"]
+PAIR = ["erm-denoise-tiny", "dil_sf-denoise-tiny"]   # seed 4 of ERM and DIL_sf, rrdb-tiny, σ 5-20 (study-cpu-denoise)
+BIAS_FREE = "erm_bias_free-narrow-dncnn-tiny"         # ERM bias-free of the oracle study, DnCNN-tiny, σ 5 and 10 seen
+NAMES = PAIR + [BIAS_FREE]
 
 
 def test_models_are_shipped_and_listed():
@@ -62,11 +64,16 @@ def test_cards_state_the_seeds_standing_from_the_study():
     for n in NAMES:
         card = model_card(n)
         s = card["standing"]
-        assert s["seed"] == card["seed"] == 4 and s["source"]["arm"] == card["arm"] and s["source"]["seeds"] == [1, 2, 3, 4, 5]
+        assert s["seed"] == card["seed"] and s["source"]["arm"] == card["arm"]
         again = standing(ROOT / s["source"]["store"], s["source"]["arm"], s["seed"], s["source"]["dataset"])
+        assert again["source"] == s["source"]
         for k in ("unseen", "seen"):
             assert again[k]["degrees"] == s[k]["degrees"] and again[k]["rank"] == s[k]["rank"]
             for v in ("seed_psnr", "arm_mean", "arm_ci95"): assert abs(again[k][v] - s[k][v]) < 1e-9, (n, k, v)
+    for n in PAIR: assert model_card(n)["seed"] == 4 and model_card(n)["standing"]["source"]["seeds"] == [1, 2, 3, 4, 5]
+    bf = model_card(BIAS_FREE)
+    assert bf["standing"]["source"]["store"] == "bench/results/study-cpu-narrow-dncnn-tiny" and bf["standing"]["source"]["seeds"] == list(range(1, 11))
+    assert bf["standing"]["unseen"]["degrees"] == [30, 40, 50, 75] and bf["standing"]["seen"]["degrees"] == bf["seen_sigmas"] == [5, 10]
     erm = model_card("erm-denoise-tiny")["standing"]["unseen"]
     assert erm["degrees"] == [30, 40, 50] and erm["seed_psnr"] > erm["arm_mean"] + erm["arm_ci95"]  # the lucky seed
     r = run([venv_bin("dil-causal"), "models"])
@@ -83,3 +90,26 @@ def test_cards_digest_their_data_and_validation_split(shared_data):
         val = held_out([f.name for f in image_files(folder)], card["fit_config"]["val"])
         assert card["data"]["digest"] == data_digest(folder) and card["data"]["val"]["digest"] == data_digest(folder, val)
         assert card["data"]["val"]["images"] == len(val) == 22 and card["fit_config"]["data"] == "CBSD432"
+
+
+def test_bias_free_model_has_no_bias_and_is_scale_equivariant():
+    """The bias-free model (Mohan et al., 2020: no additive constant anywhere) is positively homogeneous,
+    f(a·y) = a·f(y) for a > 0, to float tolerance on a real photo; the default-biased shipped pair is not."""
+    import torch
+    from torch import nn
+    y = torch.from_numpy(skimage.data.astronaut()[100:228, 150:278] / 255).float().permute(2, 0, 1)[None]
+    y = (y + 15 / 255 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+
+    def error(net, a=2.0):   # a power of two: a·y and a·f(y) are exact in float32
+        with torch.no_grad(): fy, fay = net(y).double(), net(a * y).double()
+        return float((fay - a * fy).norm() / (a * fy).norm())
+
+    net = pretrained(BIAS_FREE)
+    card = model_card(BIAS_FREE)
+    assert type(net).__name__ == "DnCNN" and card["backbone"] == "dncnn-tiny" and card["fit_config"]["backbone_kwargs"] == {"bias": False}
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(m.bias is None for m in convs) and not any(n.endswith("bias") for n, _ in net.named_parameters())
+    assert error(net) < 1e-5, error(net)
+    for n in PAIR:   # the shipped pair has biases: scaling the input does not scale the output
+        assert any(m.bias is not None for m in pretrained(n).modules() if isinstance(m, nn.Conv2d))
+        assert error(pretrained(n)) > 1e-3, (n, error(pretrained(n)))
