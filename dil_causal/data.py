@@ -20,11 +20,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .files import pid_alive, umask
+
 # %% auto #0
 __all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'MAX_PIXELS', 'DATASETS', 'ARCHIVE_KINDS', 'SUBIMAGE_SETS',
            'MANIFEST', 'uint8_to_tensor', 'tensor_to_uint8', 'skimage_images', 'read_image', 'image_files',
            'image_folder', 'load_images', 'augment', 'PatchDataset', 'DatasetSpec', 'data_root', 'find_dataset',
-           'sha256_file', 'read_manifests', 'verify_dataset', 'archive_kind', 'safe_extract', 'umask', 'pid_alive',
+           'sha256_file', 'read_manifests', 'verify_dataset', 'archive_kind', 'safe_extract',
            'remove_partial_downloads', 'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets',
            'data_digest', 'PlainProgress', 'progress', 'cut_subimages', 'write_manifest', 'check_manifest',
            'prepare_subimages']
@@ -315,19 +317,6 @@ def safe_extract(archive: str|Path, # a zip or tar file
     return written
 
 # %% ../nbs/21_data.ipynb #8db649ed
-def umask() -> int:
-    "The process's file-creation mask (read by setting it and putting it back)."
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-def pid_alive(pid: int) -> bool:
-    "Whether process `pid` exists (on this machine)."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
 def remove_partial_downloads(root: str|Path, # a data root
                             ) -> list[Path]: # the folders removed
     "Remove the hidden work folders (`.NAME-PID-*`) of downloads whose process was killed."

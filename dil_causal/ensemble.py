@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from .data import load_images, tensor_to_uint8
 from .evaluate import METRICS, PROTOCOLS
-from .models import atomic_write, build, run_folder, save_model
+from .files import atomic_write, run_folder
+from .models import build, save_model
 from .sampler import Confounder, ConfounderSampler, get_preset
 from .train import (CHECKPOINT, METHODS, History, TrainConfig, TrainState, _due, _keep_best, _save,
                               counterfactual_views, ema_decay_at, lr_factor, resume_from, split_validation)

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from .data import PatchDataset, load_images, progress
 from .evaluate import evaluate
 from .distortions import motion_kernel
-from .models import (BACKBONES, atomic_write, build, check_finite, check_optimizer_state, load_tensors, read_history,
-                               run_folder, save_file_atomic, save_model)
+from .files import atomic_write, read_history, run_folder
+from .models import BACKBONES, build, check_finite, check_optimizer_state, load_tensors, save_file_atomic, save_model
 from .sampler import Confounder, ConfounderSampler, as_confounders, get_preset, sample_generator
 from .lir import lir_data, lir_setup, lir_step
 

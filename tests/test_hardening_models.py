@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dil_causal.models import (build, check_optimizer_state, load_model, load_tensors, read_history, remove_stale_temps,
-                               run_folder, save_file_atomic, save_model, tensor_specs)
+from dil_causal.files import read_history, remove_stale_temps, run_folder
+from dil_causal.models import build, check_optimizer_state, load_model, load_tensors, save_file_atomic, save_model, tensor_specs
 
 
 def record(backbone, **overrides): return {"dil_causal": json.dumps({"backbone": backbone, "overrides": overrides})}
@@ -94,7 +94,7 @@ def test_written_files_have_the_usual_mode(tmp_path):
 
 def test_temp_file_of_a_killed_writer_is_removed(tmp_path):
     "kill -9 in the middle of a write leaves a hidden temp file; the next write into the folder removes it."
-    code = ("import time\nfrom dil_causal.models import atomic_write\n"
+    code = ("import time\nfrom dil_causal.files import atomic_write\n"
             "def slow(t): t.write_bytes(b'x' * 1000); time.sleep(60)\n"
             f"atomic_write({str(tmp_path / 'model.safetensors')!r}, slow)")
     p = subprocess.Popen([sys.executable, "-c", code])
@@ -109,7 +109,7 @@ def test_temp_file_of_a_killed_writer_is_removed(tmp_path):
 
 
 def test_two_runs_cannot_share_a_folder_and_a_fresh_run_does_not_clobber(tmp_path):
-    code = f"import time\nfrom dil_causal.models import run_folder\nwith run_folder({str(tmp_path)!r}):\n    print('in', flush=True); time.sleep(60)"
+    code = f"import time\nfrom dil_causal.files import run_folder\nwith run_folder({str(tmp_path)!r}):\n    print('in', flush=True); time.sleep(60)"
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "in"

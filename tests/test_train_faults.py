@@ -6,7 +6,8 @@ import pytest
 
 from conftest import ROOT, run, venv_bin
 from dil_causal.cli import main
-from dil_causal.models import read_history, read_record
+from dil_causal.files import read_history
+from dil_causal.models import read_record
 
 SMALL = dict(method="erm", backbone="rrdb-tiny", patch_size=16, batch_size=2, log_every=1, progress=False)
 

@@ -5,11 +5,9 @@
 # %% ../../nbs/39_models.ipynb #1173eeaa
 from __future__ import annotations
 
-import hashlib, importlib.resources, json, math, os, warnings
-from contextlib import contextmanager
+import hashlib, importlib.resources, json, math
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -19,18 +17,15 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
-from ..data import DATASETS, pid_alive, umask
+from ..data import DATASETS
+from ..files import atomic_write
 from .lir import LIR
 
-try: import fcntl  # POSIX advisory locks for output folders; absent on Windows, where folders are not locked
-except ImportError: fcntl = None
-
 # %% auto #0
-__all__ = ['BACKBONES', 'DIGEST_KEY', 'MAX_OVERRIDE', 'RUN_FILES', 'build', 'model_device', 'n_parameters', 'tensors_digest',
-           'remove_stale_temps', 'atomic_write', 'save_file_atomic', 'tensor_specs', 'file_tensor_specs',
-           'check_tensors', 'check_finite', 'load_tensors', 'save_model', 'read_record', 'skeleton', 'load_model',
-           'check_optimizer_state', 'run_folder', 'read_history', 'pretrained_names', 'pretrained_path',
-           'registered_set', 'read_card', 'model_card', 'pretrained']
+__all__ = ['BACKBONES', 'DIGEST_KEY', 'MAX_OVERRIDE', 'build', 'model_device', 'n_parameters', 'tensors_digest',
+           'save_file_atomic', 'tensor_specs', 'file_tensor_specs', 'check_tensors', 'check_finite', 'load_tensors',
+           'save_model', 'read_record', 'skeleton', 'load_model', 'check_optimizer_state', 'pretrained_names',
+           'pretrained_path', 'registered_set', 'read_card', 'model_card', 'pretrained']
 
 # %% ../../nbs/39_models.ipynb #cae2bddf
 BACKBONES = {
@@ -73,45 +68,7 @@ def tensors_digest(tensors: dict[str, Tensor], # name -> tensor, e.g. a state di
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
-# %% ../../nbs/39_models.ipynb #6415b5de
-def _fsync_dir(folder: Path):
-    "Make a rename in `folder` durable (skipped where folders cannot be opened)."
-    try: fd = os.open(folder, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
-
-def remove_stale_temps(folder: str|Path, # a folder written with `atomic_write`
-                      ) -> list[Path]: # the files removed
-    "Remove the hidden temporary files (`.NAME.PID.tmp`) that writers killed mid-write left in `folder`."
-    gone = []
-    for f in Path(folder).glob(".*.tmp"):
-        pid = f.name.split(".")[-2]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            f.unlink(missing_ok=True); gone.append(f)
-    return gone
-
 # %% ../../nbs/39_models.ipynb #0265333c
-def atomic_write(path: str|Path, # the destination file
-                 write: Callable[[Path], object], # writes the content to the path it is given
-                ) -> Path:
-    "Write `path` through `write(tmp)` into a hidden file beside it, `fsync` it, set the usual mode, rename it."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask())
-        with open(tmp, "rb") as f: os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
 DIGEST_KEY = "dil_causal_sha256"  # the header entry holding `tensors_digest` of a file's tensors
 
 def save_file_atomic(tensors: dict[str, Tensor], # name -> tensor (contiguous, on the CPU)
@@ -267,58 +224,6 @@ def check_optimizer_state(state: dict, # an optimizer state_dict as saved: {"sta
             elif tuple(v.shape) != tuple(p.shape):
                 raise ValueError(f"{what}: {k} of parameter {pid} has shape {tuple(v.shape)}, the parameter {tuple(p.shape)}")
             if v.is_floating_point() and not torch.isfinite(v).all(): raise ValueError(f"{what}: {k} of parameter {pid} is not finite")
-
-# %% ../../nbs/39_models.ipynb #e7015a3f
-RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "history.jsonl", "history.csv", "config.json") # what marks a run's folder
-
-@contextmanager
-def run_folder(folder: str|Path, # the run's output folder (created if missing)
-               resume: bool = False, # the run continues the one in `folder`
-               overwrite: bool = False, # the run may replace the files of the one in `folder`
-               run_files: tuple = RUN_FILES, # file names that mark a folder as holding a run
-              ):
-    "Lock `folder` for one run; refuse one that holds another run's files unless `resume` or `overwrite`."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as lock:
-        if fcntl is not None:
-            try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0); holder = lock.read().strip() or "?"
-                raise FileExistsError(f"{folder} is in use by another run (process {holder}); wait for it or choose another output folder") from None
-        lock.seek(0); lock.truncate(); lock.write(str(os.getpid())); lock.flush()
-        present = [n for n in run_files if (folder / n).exists()]
-        if present and not (resume or overwrite):
-            raise FileExistsError(f"{folder} already holds a run ({', '.join(present)}): continue it with resume, "
-                                  "replace it with overwrite (--overwrite), or choose another output folder")
-        remove_stale_temps(folder)
-        yield folder
-
-# %% ../../nbs/39_models.ipynb #2846db72
-def read_history(path: str|Path, # a history.jsonl file (missing: no rows)
-                 repair: bool = False, # cut a torn last line from the file (or end an unterminated one)
-                ) -> list[dict]: # the logged rows, in order
-    "The rows of a `history.jsonl`, tolerating a last line torn by a run killed mid-write."
-    path = Path(path)
-    if not path.exists(): return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    tail = lines.pop()   # b"" when the file ends with a newline
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip(): continue
-        try: rows.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}, line {i}: not a JSON row ({e}); the history is corrupt") from None
-    if tail.strip():
-        try: rows.append(json.loads(tail)); fix = lambda f: f.write(b"\n")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            warnings.warn(f"{path}: dropped a partial last line ({len(tail)} bytes) left by a run stopped while writing")
-            fix = lambda f: f.truncate(len(data) - len(tail))
-        if repair:
-            with open(path, "r+b") as f: f.seek(0, 2); fix(f)
-    if not all(isinstance(r, dict) for r in rows): raise ValueError(f"{path}: every line must be a JSON object")
-    return rows
 
 # %% ../../nbs/39_models.ipynb #14a56409
 def _pretrained_dir() -> Path:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..models import atomic_write
+from ..files import atomic_write
 from .design import ARMS, TASKS, Task
 from .planning import excluded_text
 from .running import failures_text

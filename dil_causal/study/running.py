@@ -13,7 +13,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
-from ..models import atomic_write
+from ..files import atomic_write
 from .design import PROTOCOL, Study
 from .store import Store, Unit, adopt
 from .planning import estimate_seconds, in_shard, pending, study_root

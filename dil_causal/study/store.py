@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..models import atomic_write
+from ..files import atomic_write
 from .design import ARMS, STUDIES, TASKS, Study
 
 # %% auto #0

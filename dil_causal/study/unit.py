@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import image_files, read_image
-from ..models import atomic_write
+from ..files import atomic_write
 from .design import TASKS, Study
 from .store import Unit, make_unit  # the workers read make_unit through this module
 from .planning import dataset_folder, seeded_subsample, training_files, unit_data
