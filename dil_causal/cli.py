@@ -14,26 +14,19 @@ import time
 import warnings
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from fastcore.docments import docments
 from fastcore.script import Param, anno_parser
 
 import json
 
 from . import __version__
-from .data import (DATASETS, MANIFEST, SUBIMAGE_SETS, check_manifest, image_folder, list_datasets, load_dataset,
-                              load_images, prepare_subimages, read_image, verify_dataset)
-from .diagnostics import generalization_curve
-from .evaluate import PROTOCOLS, evaluate
-from .models import load_model, model_card, pretrained_names, pretrained_path, read_record
-from .restore import restore_cli
-from .sampler import get_preset
+from .confounders import get_preset
 from .study import (STUDIES, Store, adopt, committed_store, estimate_seconds, failures, oracle_table,
                               pending, plus_minus, report, results, run, share_text, status, study_root)
 from .study.planning import excluded_text, read_store  # a store's files in no table, and why
-from .train import TrainConfig, fit
+# PyTorch, matplotlib and the modules built on them are imported inside the commands that train, evaluate, restore,
+# read images or draw: `dil-causal study status` and `dil-causal study report` (and every --help) load neither
 
 # %% auto #0
 __all__ = ['STUDY', 'COMMANDS', 'ALIASES', 'comparison_table', 'demo', 'read_config', 'check_fields', 'train', 'plot_history',
@@ -116,6 +109,11 @@ def demo(output: str = "runs/demo", # folder for checkpoints, the results CSV an
          quiet: bool = False, # print nothing: no progress bars, no table
         ) -> pd.DataFrame: # the comparison table
     "Train ERM and DIL_sf on the embedded photos at matched compute; compare PSNR on seen and unseen noise levels."
+    import matplotlib.pyplot as plt
+    from dil_causal.data import load_images
+    from dil_causal.diagnostics import generalization_curve
+    from dil_causal.evaluate import evaluate
+    from dil_causal.train import fit
     out = Path(output)
     confs = get_preset("denoise")
     n_seen = sum(c.seen for c in confs)
@@ -176,6 +174,7 @@ def check_fields(fields: dict, # field name -> value
                  where: str, # names the source in the error
                 ):
     "Raise a ValueError naming `where` for any name that is not a `TrainConfig` field."
+    from dil_causal.train import TrainConfig
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(fields) - known)
     if unknown: raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; TrainConfig's fields: {', '.join(sorted(known))}")
@@ -186,6 +185,7 @@ def train(config: str = "", # a JSON file with TrainConfig fields (see configs/)
           overwrite: bool = False, # replace a run already in the output folder (without it, that is an error)
          ) -> Path: # the saved model
     "Train from a JSON config file (also under `accelerate launch`)."
+    from dil_causal.train import TrainConfig, fit
     if not config: raise ValueError("train needs --config FILE (see the configs/ folder)")
     path = Path(config)
     if not path.is_file(): raise FileNotFoundError(f"config file {path} does not exist")
@@ -202,6 +202,7 @@ def plot_history(history: pd.DataFrame, # `fit`'s history: step, loss, and val_p
                  title: str = "", # the figure's title
                 ) -> Path:
     "The training loss (and the seen-degree validation PSNR, where measured) against the step, as a PNG."
+    import matplotlib.pyplot as plt
     val = history.dropna(subset=["val_psnr"]) if "val_psnr" in history else history.iloc[:0]
     fig, axs = plt.subplots(1, 2 if len(val) else 1, figsize=(9 if len(val) else 5, 3), squeeze=False)
     axs[0, 0].plot(history.step, history.loss, marker="."); axs[0, 0].set(xlabel="step", ylabel="training loss", title=title)
@@ -211,6 +212,7 @@ def plot_history(history: pd.DataFrame, # `fit`'s history: step, loss, and val_p
 
 # %% ../nbs/60_cli.ipynb #5b6a1296
 def _test_images(data: str, root: str|None) -> dict:
+    from dil_causal.data import DATASETS, image_folder, load_dataset, load_images, read_image
     if data == "skimage": return load_images("skimage", split="test")
     if data in DATASETS: return load_dataset(data, root, download=False)
     if Path(data).is_dir(): return image_folder(data)
@@ -219,6 +221,7 @@ def _test_images(data: str, root: str|None) -> dict:
 
 def _model_file(checkpoint: str, name: str, command: str) -> str:
     "The model file of --checkpoint or --name (a shipped model); exactly one of them."
+    from dil_causal.models import pretrained_path
     if bool(checkpoint) == bool(name): raise ValueError(f"{command} needs --checkpoint FILE or --name NAME (-n; see `dil-causal models`)")
     return checkpoint or str(pretrained_path(name))
 
@@ -247,6 +250,10 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
                     metrics: str = "psnr,ssim,psnr_y,ssim_y", # comma-separated metrics (SSIM takes most of the time)
                    ) -> pd.DataFrame: # mean PSNR/SSIM per degree, with the distorted input's PSNR beside
     "Evaluate a saved or shipped model on a test set under a confounder preset; print mean PSNR/SSIM per degree beside the input's."
+    import matplotlib.pyplot as plt
+    from dil_causal.diagnostics import generalization_curve
+    from dil_causal.evaluate import evaluate
+    from dil_causal.models import load_model, read_record
     checkpoint = _model_file(checkpoint, name, "eval")
     if limit < 0: raise ValueError(f"--limit must be 0 (all images) or a positive count, got {limit}")
     confs = _pick_degrees(preset, degrees)  # bad arguments fail before the model and the images load
@@ -276,6 +283,7 @@ def eval_checkpoint(checkpoint: str = "", # a model file written by dil_causal (
 def parse_device(name: str, # e.g. "cpu", "cuda", "cuda:1", "mps"; "": None
                 ) -> str|None: # the device, or None for the default
     "Check that a device name is valid and available here; errors name the device."
+    import torch
     if not name: return None
     try: dev = torch.device(name)
     except (RuntimeError, ValueError): raise ValueError(f"unknown device {name!r} (use e.g. cpu, cuda, cuda:1, mps)") from None
@@ -296,6 +304,7 @@ def restore(input: str, # an image file or a folder of images
             device: str = "", # e.g. "cpu" or "cuda:0"; default: the accelerator if there is one, else the CPU
            ) -> list[Path]: # the written PNG files
     "Restore an image file or a folder of images with a saved or shipped model, in overlapping tiles; prints what it wrote."
+    from dil_causal.restore import restore_cli
     written = restore_cli(input, output, _model_file(checkpoint, name, "restore"), tile or None, overlap, parse_device(device))
     for p in written: print(f"wrote {p}")
     return written
@@ -313,6 +322,7 @@ def standing_text(card: dict, # a model card (`model_card`)
 
 def models() -> pd.DataFrame: # one row per shipped model
     "List the shipped models with their model cards' essentials (PSNR on CBSD68 per sigma) and where each seed stands in its arm."
+    from dil_causal.models import model_card, pretrained_names
     rows = []
     for n in pretrained_names():
         card = model_card(n)
@@ -336,6 +346,7 @@ def data(action: Param("list, verify NAME or prepare NAME --from DIR: where the 
          overwrite: bool = False, # prepare: replace an existing output folder
         ):
     "List the registered benchmark sets, verify one, or prepare DF2K/DIV2K training sub-images."
+    from dil_causal.data import DATASETS, MANIFEST, SUBIMAGE_SETS, check_manifest, list_datasets, prepare_subimages, verify_dataset
     if action == "list":
         table = list_datasets(root)
         print(table.to_string(index=False))

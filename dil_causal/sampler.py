@@ -5,67 +5,15 @@
 # %% ../nbs/22_sampler.ipynb #e8a4d2ff
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from .distortions import get_distortion
+from .confounders import PRESETS, Confounder, as_confounders, get_preset
+
+_all_ = ["PRESETS", "Confounder", "get_preset", "as_confounders"]  # defined in `dil_causal.confounders` (no torch), exported here too
 
 # %% auto #0
-__all__ = ['PRESETS', 'Confounder', 'get_preset', 'as_confounders', 'ConfounderSampler', 'sample_generator']
-
-# %% ../nbs/22_sampler.ipynb #679533e3
-@dataclass(frozen=True)
-class Confounder:
-    "One value of the confounder `D`: a distortion family at a degree, seen in training or held out."
-    family: str # a key of `dil_causal.distortions.DISTORTIONS`
-    degree: float # the family's degree (gaussian_noise: sigma on the 0-255 scale)
-    seen: bool = True # used for training (True) or held out as unseen (False)
-    params: tuple = () # further constructor settings as (name, value) pairs, e.g. (("camera", 2),)
-
-    @property
-    def name(self) -> str:
-        extra = "".join(f",{k}={v}" for k, v in self.params)
-        return f"{self.family}@{self.degree:g}" + (f"[{extra[1:]}]" if extra else "")
-
-    def distortion(self, clip: bool = True):
-        "The distortion object this confounder stands for."
-        return get_distortion(self.family, self.degree, clip=clip, **dict(self.params))
-
-# %% ../nbs/22_sampler.ipynb #6999630e
-def _levels(family, seen, unseen, **params):
-    p = tuple(sorted(params.items()))
-    return [Confounder(family, d, True, p) for d in seen] + [Confounder(family, d, False, p) for d in unseen]
-
-PRESETS = {
-    "denoise": _levels("gaussian_noise", (5, 10, 15, 20), (30, 40, 50)),
-    "deblur": _levels("gaussian_blur", (1.0, 2.0, 3.0, 4.0), (4.2, 4.4, 4.6, 4.8, 5.0)),
-    "hybrid": _levels("hybrid", (3,), (1, 2)),
-    "realsr": _levels("realesrgan", (1, 2), ()) + [Confounder("downsample", 4, False)],
-    "realnoise": [Confounder("isp_noise", 0.08, True, (("camera", c),)) for c in range(4)]
-                 + [Confounder("isp_noise", 0.16, False, (("camera", 0),)), Confounder("poisson_noise", 10, False)],
-    "derain": [Confounder("rain", 0.004, True, (("angle", 80), ("length", 25))),
-               Confounder("rain", 0.01, True, (("angle", 95), ("length", 15))),
-               Confounder("rain", 0.03, True, (("angle", 85), ("length", 7))),
-               Confounder("rain", 0.02, False, (("angle", 60), ("length", 31)))],
-    "cross_type": [Confounder("gaussian_noise", 15), Confounder("gaussian_blur", 2.0), Confounder("jpeg", 30),
-                   Confounder("poisson_noise", 10, False), Confounder("motion_blur", 9, False),
-                   Confounder("downsample", 2, False), Confounder("rain", 0.01, False)],
-    "lir_denoise": _levels("gaussian_noise", (25, 50), (15, 35)) + [Confounder("poisson_noise", 20)],
-}
-
-def get_preset(name: str, # a key of `PRESETS`
-              ) -> list[Confounder]:
-    "The confounder list of the preset `name`."
-    if name not in PRESETS: raise KeyError(f"unknown confounder preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
-    return list(PRESETS[name])
-
-def as_confounders(confounders: str|list|tuple, # a preset name, or rows [family, degree, seen(, params)] (Confounders pass through)
-                  ) -> list[Confounder]:
-    "The confounder list a preset name or a list of rows means (what `TrainConfig` and a study's `Task` read)."
-    if isinstance(confounders, str): return get_preset(confounders)
-    return [c if isinstance(c, Confounder) else Confounder(*c) for c in confounders]
+__all__ = ['ConfounderSampler', 'sample_generator', 'PRESETS', 'Confounder', 'get_preset', 'as_confounders']
 
 # %% ../nbs/22_sampler.ipynb #91ec6533
 class ConfounderSampler:

@@ -28,6 +28,7 @@ from .files import atomic_write, read_history, run_folder
 from .models import BACKBONES, build, check_finite, check_optimizer_state, load_tensors, save_file_atomic, save_model
 from .sampler import Confounder, ConfounderSampler, as_confounders, get_preset, sample_generator
 from .lir import lir_data, lir_setup, lir_step
+from .confounders import PASSES
 
 # %% auto #0
 __all__ = ['JPEG_MACROBLOCK', 'METHODS', 'CHECKPOINT', 'RESUME_MAY_CHANGE', 'STALL_DB', 'STALL_VALIDATIONS', 'TrainConfig',
@@ -500,13 +501,13 @@ class Method:
     channels_last: bool = False # trains channels-last by default on the CPU (measured faster there: `bench/trainer.py`)
 
 METHODS: dict[str, Method] = {
-    "erm": Method(erm_step, "ERM", channels_last=True),
-    "dil_sf": Method(dil_sf_step, "DIL_sf", ("views",), lambda n: n, reptile_setup, inner_rate=True, channels_last=True),
-    "dil_pf": Method(dil_pf_step, "DIL_pf", ("views", "pooled"), lambda n: n + 1, reptile_setup, inner_rate=True,
+    "erm": Method(erm_step, "ERM", passes=PASSES["erm"], channels_last=True),
+    "dil_sf": Method(dil_sf_step, "DIL_sf", ("views",), PASSES["dil_sf"], reptile_setup, inner_rate=True, channels_last=True),
+    "dil_pf": Method(dil_pf_step, "DIL_pf", ("views", "pooled"), PASSES["dil_pf"], reptile_setup, inner_rate=True,
                      channels_last=True),
-    "dil_ss": Method(dil_ss_step, "DIL_ss", ("views", "pooled"), lambda n: 2 * n, second_order_setup),
-    "dil_ps": Method(dil_ps_step, "DIL_ps", ("views", "pooled"), lambda n: n + 1, second_order_setup),
-    "lir": Method(lir_step, "LIR", (), lambda n: 1, lir_setup, lir_data),
+    "dil_ss": Method(dil_ss_step, "DIL_ss", ("views", "pooled"), PASSES["dil_ss"], second_order_setup),
+    "dil_ps": Method(dil_ps_step, "DIL_ps", ("views", "pooled"), PASSES["dil_ps"], second_order_setup),
+    "lir": Method(lir_step, "LIR", (), PASSES["lir"], lir_setup, lir_data),
 }
 
 # %% ../nbs/40_train.ipynb #db2449b2

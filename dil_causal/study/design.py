@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ..sampler import as_confounders
-from ..train import METHODS
+from ..confounders import PASSES, as_confounders  # no torch: reading a study loads no PyTorch
 
 # %% auto #0
 __all__ = ['PROTOCOL', 'TASKS', 'RATES', 'GRIDS', 'ARMS', 'STUDIES', 'Task', 'Arm', 'Study']
@@ -20,7 +19,7 @@ PROTOCOL = 1 # the training protocol: bump only when training behaviour changes 
 @dataclass(frozen=True)
 class Task:
     "What a study restores: confounders (the seen ones train and validate, the unseen ones only test) and test sets."
-    confounders: str|tuple # a preset of `dil_causal.sampler.PRESETS`, or ((family, degree, seen), ...)
+    confounders: str|tuple # a preset of `dil_causal.confounders.PRESETS`, or ((family, degree, seen), ...)
     tests: tuple # registered test sets (`dil_causal.data.DATASETS`), e.g. ("CBSD68", "Kodak24")
     seen: str # how the seen degrees read in a table, e.g. "σ 5–20"
     unseen: str # how the unseen degrees read, e.g. "σ 30–50"
@@ -138,9 +137,9 @@ class Study:
         return task.confounders if isinstance(task.confounders, str) else [list(x) for x in task.confounders]
 
     def passes_per_step(self, arm: str) -> int:
-        "Forward/backward passes per outer step of `arm`'s method (its `Method` record)."
+        "Forward/backward passes per outer step of `arm`'s method (`dil_causal.confounders.PASSES`, which its `Method` record reads)."
         n = len(TASKS[self.task].confounder_list()) if ARMS[arm].oracle else TASKS[self.task].n_seen()
-        return METHODS[ARMS[arm].method].passes(n)
+        return PASSES[ARMS[arm].method](n)
 
     def config(self, arm: str, rates: dict, seed: int, passes: int) -> dict:
         "The `TrainConfig` fields of one run (without its data folder and output folder)."

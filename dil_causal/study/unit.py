@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import image_files, read_image
 from ..files import atomic_write
 from .design import TASKS, Study
 from .store import Unit, make_unit  # the workers read make_unit through this module
 from .planning import dataset_folder, seeded_subsample, training_files, unit_data
+# torch and the modules built on it (data, train, evaluate, models) are imported inside the functions that train:
+# the run's driver, `status` and `report` import this module without loading them
 
 # %% auto #0
 __all__ = ['load_test_set', 'machine', 'source_commit', 'train_unit', 'train_group']
@@ -25,6 +26,7 @@ def load_test_set(folder: str|Path, # a folder of test images
                   crop: int, # centre crops of this side; 0: whole images
                  ) -> dict: # name -> (3,H,W) image
     "A test set as the studies read it."
+    from dil_causal.data import image_files, read_image
     files = seeded_subsample(image_files(folder), n_images)  # the same sample the training set's subsample draws
     out = {}
     for f in files:
@@ -136,6 +138,7 @@ def _finished(out: Path) -> dict|None:
 
 def train_unit(study: Study, unit: Unit, work: str|Path, root: str|Path) -> dict:
     "Train one unit through `fit` (resuming its work folder), evaluate it and return its record (the driver stores it)."
+    from dil_causal.data import read_image
     from dil_causal.train import fit
     root = Path(root)
     if (rec := _finished(Path(work) / unit.key)) is not None: return rec  # trained before its driver was interrupted
@@ -195,6 +198,7 @@ def train_group(study: Study, # the store's study
                 segments: int = 10, # stretches of training, with a deadline check before each
                ) -> tuple[list[dict], int|None]: # the records (in `units`' order), or none and the step the group stopped at
     "Train units of one stage, arm and budget together as one ensemble (`fit_many`), resuming their work folders."
+    from dil_causal.data import read_image
     from dil_causal.ensemble import fit_many
     root = Path(root)
     kept = {u.key: r for u in units if (r := _finished(Path(work) / u.key)) is not None}
