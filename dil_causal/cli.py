@@ -314,7 +314,7 @@ def standing_text(card: dict, # a model card (`model_card`)
     "Where a shipped model's seed stands among its arm's seeds in the study it came from (the card's `standing`)."
     s = card.get("standing")
     if not s: return ""
-    src, deg = s["source"], lambda k: f"σ {s[k]['degrees'][0]}–{s[k]['degrees'][-1]}"
+    src, deg = s["source"], lambda k: "σ " + ", ".join(map(str, s[k]["degrees"]))
     part = lambda k: (f"{k} {deg(k)} {s[k]['seed_psnr']:.2f} dB against the arm's {s[k]['arm_mean']:.2f} ± {s[k]['arm_ci95']:.2f} "
                       f"(rank {s[k]['rank']} of {s[k]['of']})")
     return (f"{card['name']}: seed {s['seed']} of {src['arm']} (seeds {', '.join(map(str, src['seeds']))}) in {src['store']}; "
@@ -329,11 +329,11 @@ def models() -> pd.DataFrame: # one row per shipped model
         rows.append({"name": n, "method": card["method"], "backbone": card["backbone"], "parameters": card["parameters"],
                      **{f"σ{int(float(s))}": round(v, 2) for s, v in card["psnr_cbsd68"].items()}})
     table = pd.DataFrame(rows)
-    print(table.to_string(index=False) if rows else "no shipped models")
+    print(table.to_string(index=False, na_rep="—") if rows else "no shipped models")  # —: a σ its card has no score at
     print("\nPSNR (dB) on CBSD68, DIL protocol; each card (dil_causal.models.model_card) says how the model was trained.")
     lines = [t for t in (standing_text(model_card(n)) for n in pretrained_names()) if t]
     if lines:
-        print("\nEach is one seed of its arm: the pair illustrates, the study decides (compare arms with the study's intervals, not these two).")
+        print("\nEach is one seed of its arm: the shipped models illustrate, the studies decide (compare arms with each study's intervals, not these models).")
         for t in lines: print(textwrap.fill(t, 118, subsequent_indent="  "))
     return table
 

@@ -26,7 +26,8 @@ from torch import nn, Tensor
 
 from .data import load_images, progress as progress_bar
 from .distortions import GaussianNoise
-from .models import atomic_write, load_model, model_device
+from .files import atomic_write
+from .models import load_model, model_device
 from .evaluate import PROTOCOLS, evaluate
 from .sampler import Confounder, get_preset
 

@@ -77,7 +77,7 @@ def test_cards_state_the_seeds_standing_from_the_study():
     erm = model_card("erm-denoise-tiny")["standing"]["unseen"]
     assert erm["degrees"] == [30, 40, 50] and erm["seed_psnr"] > erm["arm_mean"] + erm["arm_ci95"]  # the lucky seed
     r = run([venv_bin("dil-causal"), "models"])
-    assert "the pair illustrates, the study decides" in r.stdout and "seed 4 of ERM (seeds 1, 2, 3, 4, 5)" in r.stdout, r.stdout
+    assert "the shipped models illustrate, the studies decide" in r.stdout and "seed 4 of ERM (seeds 1, 2, 3, 4, 5)" in r.stdout, r.stdout
     assert f"{erm['seed_psnr']:.2f} dB against the arm's {erm['arm_mean']:.2f} ± {erm['arm_ci95']:.2f}" in r.stdout.replace("\n  ", " ")
 
 
