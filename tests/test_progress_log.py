@@ -14,7 +14,7 @@ def _log(tmp_path, args, name):
 
 
 def test_eval_into_a_log_file(tmp_path, shared_data):
-    r, text = _log(tmp_path, [venv_bin("dil-causal"), "eval", "-n", "erm-denoise-tiny", "--data", "CBSD68", "--root", str(shared_data),
+    r, text = _log(tmp_path, [venv_bin("dil-causal"), "eval", "-n", "erm_bias_free-narrow-dncnn-tiny", "--data", "CBSD68", "--root", str(shared_data),
                               "--limit", "6", "--metrics", "psnr"], "eval.log")
     assert r.returncode == 0, text[-3000:]
     progress = [l for l in text.splitlines() if l.startswith("evaluate:")]
