@@ -25,8 +25,8 @@ $(VENV)/bin/python:
 # torch is installed first and pinned: an open torch requirement on a bare machine pulls a multi-GB CUDA build.
 $(STAMP): $(VENV)/bin/python settings.ini setup.py constraints.txt
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install --no-compile $(TORCH_PIN)
-	$(BIN)/python -m pip install --no-compile -c constraints.txt -e ".[dev,cluster]"
+	$(BIN)/python -m pip install $(TORCH_PIN)
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,cluster]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,7 +59,7 @@ nbtest: install
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: install
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ -v -n 2 --dist worksteal --durations=12
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ -v -n 2 --durations=12
 
 test: check-export check-clean check-readme nbtest pytest
 
