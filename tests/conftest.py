@@ -1,5 +1,5 @@
 """Shared helpers for the plain pytest suite (CLI, multi-process, fault injection, docs)."""
-import json, os, shutil, subprocess, sys
+import contextlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -32,21 +32,33 @@ def shared_data():
     return DATA
 
 
+@contextlib.contextmanager
+def once_per_session(tmp_path_factory, name: str):
+    """Yield `(folder, build)` under a file lock in the folder the session's pytest-xdist workers share: `build` is True
+    for the first worker to get there (it builds into `folder`), False for the others, which wait and reuse it."""
+    import fcntl
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"): base = base.parent  # popen-gwN's parent: one per session
+    folder = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".built"
+        build = not done.exists()
+        if build: shutil.rmtree(folder, ignore_errors=True); folder.mkdir()
+        yield folder, build
+        if build: done.touch()
+
+
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
     """The docs preview (.ci/docs_preview.py), built once per test session for the docs and browser tests. The build
     writes into the working tree (nbs/sidebar.yml, _proc/), so under pytest-xdist the first worker to need it builds it
-    under a file lock in the folder the session's workers share, and the others wait for it and reuse it."""
-    import fcntl
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"): base = base.parent  # popen-gwN's parent: one per session
-    out = base / "site" / "_docs"
-    with open(base / "site.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "preview.json").exists():
-            r = run([sys.executable, ".ci/docs_preview.py", "--out", str(out)], timeout=900)
+    and the others wait for it and reuse it (`once_per_session`)."""
+    with once_per_session(tmp_path_factory, "site") as (folder, build):
+        if build:
+            r = run([sys.executable, ".ci/docs_preview.py", "--out", str(folder / "_docs")], timeout=900)
             assert r.returncode == 0, r.stderr[-3000:]
-    return out
+    return folder / "_docs"
 
 
 SMOKE_DATA = bool(os.environ.get("DIL_DATA")) or (ROOT.parent / "shared" / "data" / "CBSD432_jpg").is_dir()
@@ -55,23 +67,17 @@ SMOKE_DATA = bool(os.environ.get("DIL_DATA")) or (ROOT.parent / "shared" / "data
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory):
     """The smoke study run once per test session, start to end, through the command line (`plan`, then `run` with two
-    local processes of one thread each); the study tests compare their own stores with it. Built once under a file lock
-    in the folder the session's workers share, as `site` is, so under pytest-xdist no worker trains it twice."""
+    local processes of one thread each); the study tests compare their own stores with it. Built once for all of the
+    session's workers (`once_per_session`), so under pytest-xdist no worker trains it twice."""
     if not SMOKE_DATA: pytest.skip("the smoke study trains on CBSD432 from ../shared/data (or $DIL_DATA): not here")
-    import fcntl
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"): base = base.parent
-    d, one = base / "smoke", {"OMP_NUM_THREADS": "1"}
-    with open(base / "smoke.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (d / "done").exists():
-            shutil.rmtree(d, ignore_errors=True)
+    one = {"OMP_NUM_THREADS": "1"}
+    with once_per_session(tmp_path_factory, "smoke") as (d, build):
+        if build:
             r = run([venv_bin("dil-causal"), "study", "plan", str(d / "store"), "--study", "smoke"], env=one)
             assert r.returncode == 0 and "4 ready to run" in r.stdout, r.stdout + r.stderr
             r = run([venv_bin("dil-causal"), "study", "run", str(d / "store"), "--jobs", "2", "--threads", "1",
                      "--work", str(d / "work"), "--no-reuse"], env=one, timeout=900)
             assert r.returncode == 0 and "14 units finished" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
-            (d / "done").touch()
     return d / "store"
 
 

@@ -6,10 +6,9 @@ import json, os, shutil, subprocess, sys, time
 
 import pytest
 
-from conftest import ROOT, run, scores, venv_bin
+from conftest import ROOT, SMOKE_DATA as HAVE_DATA, run, scores, venv_bin
 
 ENV = {"OMP_NUM_THREADS": "1"}
-HAVE_DATA = (ROOT.parent / "shared" / "data" / "CBSD432_jpg").is_dir() or bool(os.environ.get("DIL_DATA"))
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="the smoke study trains on CBSD432 from ../shared/data (or $DIL_DATA): not here")
 
 
