@@ -20,16 +20,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .datasets import (DATASETS, IMAGE_EXTENSIONS, DatasetSpec, _missing_message, _spec, data_digest, data_root,
+                                 find_dataset, image_files, read_manifests, sha256_file, verify_dataset)
 from .files import pid_alive, umask
+from .progress import PlainProgress, progress
 
 # %% auto #0
-__all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'IMAGE_EXTENSIONS', 'MAX_PIXELS', 'DATASETS', 'ARCHIVE_KINDS', 'SUBIMAGE_SETS',
-           'MANIFEST', 'uint8_to_tensor', 'tensor_to_uint8', 'skimage_images', 'read_image', 'image_files',
-           'image_folder', 'load_images', 'augment', 'PatchDataset', 'DatasetSpec', 'data_root', 'find_dataset',
-           'sha256_file', 'read_manifests', 'verify_dataset', 'archive_kind', 'safe_extract',
-           'remove_partial_downloads', 'download_dataset', 'get_dataset', 'load_dataset', 'list_datasets',
-           'data_digest', 'PlainProgress', 'progress', 'cut_subimages', 'write_manifest', 'check_manifest',
-           'prepare_subimages']
+__all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'MAX_PIXELS', 'ARCHIVE_KINDS', 'SUBIMAGE_SETS', 'MANIFEST', 'uint8_to_tensor',
+           'tensor_to_uint8', 'skimage_images', 'read_image', 'image_folder', 'load_images', 'augment', 'PatchDataset',
+           'archive_kind', 'safe_extract', 'remove_partial_downloads', 'download_dataset', 'get_dataset',
+           'load_dataset', 'list_datasets', 'cut_subimages', 'write_manifest', 'check_manifest', 'prepare_subimages']
 
 # %% ../nbs/21_data.ipynb #90880039
 def uint8_to_tensor(img: np.ndarray, # (H,W,3) uint8 RGB
@@ -61,7 +61,6 @@ def skimage_images(split: str = "train", # "train" or "test"
     return {n: uint8_to_tensor(_skimage_photo(n)) for n in names}
 
 # %% ../nbs/21_data.ipynb #20789f5b
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 2**26 # largest image read_image decodes (67 megapixels): checked in the header, before decoding
 
 def _check_size(path: Path, w: int, h: int, frames: int, max_pixels: int):
@@ -106,15 +105,6 @@ def read_image(path: str|Path, # an image file (png, jpg, bmp, tif, webp)
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype)
     if scale is None: raise ValueError(f"{path}: unsupported pixel type {img.dtype} (expected 8- or 16-bit)")
     return torch.from_numpy(img.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
-
-def image_files(folder: str|Path, # a folder of images (not searched recursively)
-               ) -> list[Path]: # the image files, sorted by name
-    "The image files in `folder`; an error names a missing or imageless folder."
-    folder = Path(folder)
-    if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files: raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
 
 def image_folder(folder: str|Path, # a folder of images (not searched recursively)
                 ) -> dict[str, Tensor]: # file name -> (3,H,W) float in [0, 1], sorted by name
@@ -167,99 +157,7 @@ class PatchDataset(Dataset):
         mode = int(torch.randint(8, (), generator=g)) if self.augment else 0
         return augment(patch, mode).contiguous()
 
-# %% ../nbs/21_data.ipynb #95366fee
-@dataclass(frozen=True)
-class DatasetSpec:
-    "Where to get one benchmark set and what it must hold."
-    name: str # the registry key and the folder name under a data root
-    n_images: int # expected number of image files
-    url: str|None = None # an https zip or tar archive to download; None: the files must be placed by hand
-    sha256: str|None = None # SHA-256 of the archive; when given it is enforced. None: not recorded (see `source`)
-    member: str = "" # the folder inside the archive that holds the images
-    aliases: tuple = () # other accepted folder names under a data root
-    source: str = "" # origin, licence notes, how to get it by hand
-    archive: str = "" # "zip", "tar", "tar.gz", "tar.bz2" or "tar.xz"; "": from the URL's file name, never from the content
-    checksums: str = "" # a file in dil_causal/checksums listing each image's SHA-256 as "<set>/<file>"; enforced after extraction
-
-_FFDNET_COMMIT = "e787f46df2f374ff3591186706229cb9a0591fea"  # FFDNet's master on 2021-10-10; its test sets are unchanged since 2019
-_FFDNET = f"https://github.com/cszn/FFDNet/archive/{_FFDNET_COMMIT}.zip"
-_FFDNET_SETS = dict(url=_FFDNET, checksums="FFDNet-e787f46d.sha256")
-_NO_HASH = "; archive SHA-256 not recorded (nothing could be downloaded where the registry was written)"
-DATASETS = {s.name: s for s in [
-    DatasetSpec("CBSD68", 68, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/CBSD68", **_FFDNET_SETS,
-                source="colour BSD68 (Berkeley Segmentation Dataset test images), 481x321; DIL Table 1"),
-    DatasetSpec("Kodak24", 24, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/Kodak24", **_FFDNET_SETS,
-                source="Kodak PhotoCD, 768x512; DIL Table 1"),
-    DatasetSpec("McMaster", 18, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/McMaster", **_FFDNET_SETS,
-                source="McMaster colour demosaicing set, 500x500; DIL Table 1"),
-    DatasetSpec("Set12", 12, member=f"FFDNet-{_FFDNET_COMMIT}/testsets/Set12", **_FFDNET_SETS, source="12 grayscale test images"),
-    DatasetSpec("Set5", 5, source="SR benchmark (Bevilacqua et al.); get it from the SR benchmark bundles that BasicSR lists"),
-    DatasetSpec("Set14", 14, source="SR benchmark (Zeyde et al.), one grayscale image; from the BasicSR bundles"),
-    DatasetSpec("BSD100", 100, source="BSD300 test images used for SR; from the BasicSR bundles"),
-    DatasetSpec("Urban100", 100, source="Huang et al. 2015 urban scenes; from the BasicSR bundles"),
-    DatasetSpec("Manga109", 109, source="Manga109 (Aizawa lab); licence-restricted: request it at manga109.org"),
-    DatasetSpec("DIV2K", 800, "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", member="DIV2K_train_HR",
-                source="DIV2K training HR images (NTIRE 2017), 2K resolution" + _NO_HASH),
-    DatasetSpec("CBSD432", 432, aliases=("CBSD432_jpg",),
-                source="BSDS500 minus CBSD68 (train for the denoising benchmarks); from the BSDS500 archive at Berkeley"),
-]}
-
-def data_root(root: str|Path|None = None, # a data root; None: $DIL_DATA, else ~/.cache/dil_causal/data
-             ) -> Path:
-    "The data root that holds the benchmark sets."
-    return Path(root or os.environ.get("DIL_DATA") or Path.home() / ".cache" / "dil_causal" / "data").expanduser()
-
-def _spec(name: str) -> DatasetSpec:
-    if name not in DATASETS: raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-    return DATASETS[name]
-
-def find_dataset(name: str, # a key of `DATASETS`
-                 root: str|Path|None = None, # data root (see `data_root`)
-                ) -> Path|None: # the set's folder, or None when it is not there
-    "The folder of the set `name` under `root`, if present."
-    spec, base = _spec(name), data_root(root)
-    return next((base / n for n in (spec.name, *spec.aliases) if (base / n).is_dir()), None)
-
-# %% ../nbs/21_data.ipynb #7df79872
-def sha256_file(path: str|Path) -> str:
-    "The SHA-256 hex digest of a file."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()
-
-def read_manifests(root: str|Path, # a data root
-                  ) -> dict[str, str]: # relative path (posix) -> expected SHA-256
-    "The checksums listed in `root`'s `MANIFEST*.sha256` files (`sha256sum` format)."
-    out = {}
-    for m in sorted(Path(root).glob("MANIFEST*.sha256")):
-        for line in m.read_text().splitlines():
-            if not line.strip(): continue
-            digest, rel = line.split(maxsplit=1)
-            out[rel.strip().lstrip("*").removeprefix("./")] = digest.lower()
-    return out
-
-def verify_dataset(name: str, # a key of `DATASETS`
-                   root: str|Path|None = None, # data root (see `data_root`)
-                  ) -> dict: # name, folder, images found, files checked against a manifest
-    "Check the set `name` under `root`: its image count and, where a manifest lists them, its files' SHA-256."
-    spec, base = _spec(name), data_root(root)
-    folder = find_dataset(name, base)
-    if folder is None: raise FileNotFoundError(_missing_message(spec, base))
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-    if len(files) != spec.n_images:
-        raise ValueError(f"{name} at {folder}: expected {spec.n_images} images, found {len(files)}")
-    listed = {rel: d for rel, d in read_manifests(base).items() if rel.startswith(folder.name + "/")}
-    bad = [rel for rel, d in listed.items() if not (base / rel).is_file() or sha256_file(base / rel) != d]
-    if bad: raise ValueError(f"{name} at {folder}: {len(bad)} file(s) missing or failing their SHA-256: {', '.join(bad[:5])}")
-    return {"name": name, "folder": str(folder), "images": len(files), "checked": len(listed)}
-
 # %% ../nbs/21_data.ipynb #7236227d
-def _missing_message(spec: DatasetSpec, base: Path) -> str:
-    how = f"or let get_dataset download it from {spec.url}" if spec.url else f"({spec.source})"
-    return (f"dataset {spec.name} not found under {base}: put its {spec.n_images} images in {base / spec.name}/ "
-            f"{how}; the data root is the `root` argument, else $DIL_DATA")
-
 ARCHIVE_KINDS = {".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".tar.bz2": "tar.bz2", ".tar.xz": "tar.xz"}
 
 def archive_kind(spec: DatasetSpec) -> str:
@@ -398,80 +296,6 @@ def list_datasets(root: str|Path|None = None, # data root (see `data_root`)
     return pd.DataFrame([{"name": s.name, "images": s.n_images, "url": s.url or "(by hand)",
                           "sha256": "archive" if s.sha256 else "per file" if s.checksums else "not recorded",
                           "found": str(find_dataset(s.name, base) or "")} for s in DATASETS.values()])
-
-# %% ../nbs/21_data.ipynb #4e30a959
-def data_digest(folder: str|Path, # a folder of images
-                files: list[str|Path]|None = None, # the files used, as names relative to `folder` (or paths inside it); None: every image in it
-               ) -> str: # SHA-256 hex over the sorted relative names and the files' bytes
-    "A digest of the files of `folder` used by a run: the SHA-256 of their `sha256sum` listing, sorted by name."
-    folder = Path(folder)
-    names = [f.name for f in image_files(folder)] if files is None else [Path(f).relative_to(folder).as_posix() if Path(f).is_absolute() else Path(f).as_posix() for f in files]
-    if len(set(names)) != len(names): raise ValueError(f"data_digest: files listed twice: {sorted(n for n in set(names) if names.count(n) > 1)[:3]}")
-    missing = [n for n in names if not (folder / n).is_file()]
-    if missing: raise FileNotFoundError(f"data_digest: {len(missing)} file(s) not in {folder}: {', '.join(sorted(missing)[:5])}")
-    return hashlib.sha256("".join(f"{sha256_file(folder / n)}  {n}\n" for n in sorted(names)).encode()).hexdigest()
-
-# %% ../nbs/21_data.ipynb #1f8b0afd
-class PlainProgress:
-    "tqdm's interface for a stream that is not a terminal: a plain line every `every` of the total or `seconds`, and at the end."
-    def __init__(self, iterable=None, total: int|None = None, desc: str = "", initial: int = 0, unit: str = "it",
-                 file=None, every: float = 0.1, seconds: float = 30.0):
-        self.iterable, self.desc, self.n, self.unit, self.file = iterable, desc or "progress", initial, unit, file
-        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.every, self.seconds, self.postfix, self.closed, self._pending = every, seconds, "", False, False
-        self.t0 = self.t_line = time.monotonic()
-        self._next = self._mark(initial)
-
-    def _mark(self, n: int) -> int|None:
-        "The count at which the next 10 % line is due."
-        if not self.total: return None
-        step = max(1, math.ceil(self.total * self.every))
-        return (n // step + 1) * step
-
-    def _line(self, end: str = ""):
-        count = f"{self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f} %)" if self.total else f"{self.n} {self.unit}"
-        print(f"{self.desc}: {count}, {time.monotonic() - self.t0:.0f} s{', ' + self.postfix if self.postfix else ''}{end}",
-              file=self.file or sys.stderr, flush=True)
-        self.t_line = time.monotonic()
-
-    def update(self, n: int = 1):
-        self.n += n
-        due = self._next is not None and self.n >= self._next and self.n < self.total
-        if due or time.monotonic() - self.t_line >= self.seconds:
-            self._line(); self._next = self._mark(self.n)
-
-    def set_postfix(self, **kw): self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
-    def set_description(self, desc: str): self.desc = desc
-
-    def __iter__(self):
-        for x in self.iterable:
-            self._pending = True  # the consumer works on x; it counts when the next one is asked for (or at close)
-            yield x
-            self._pending = False; self.update(1)
-        self.close()
-
-    def close(self):
-        if self.closed: return
-        if self._pending: self._pending = False; self.n += 1  # the item the consumer broke out after was done
-        self.closed = True; self._line(" (done)" if not self.total or self.n >= self.total else " (stopped)")
-
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
-
-def progress(iterable=None, # what to iterate over (or None: call `update`)
-             total: int|None = None, # the number of steps (default len(iterable))
-             desc: str = "", # what is counted, e.g. "evaluate"
-             disable: bool = False, # no output at all
-             file=None, # the stream (default sys.stderr)
-             every: float = 0.1, # not a terminal: a line every this fraction of `total` ...
-             seconds: float = 30.0, # ... or after this many seconds without one
-             **kwargs, # further tqdm arguments (initial, unit, leave, ...)
-            ):
-    "A tqdm bar on a terminal; on any other stream (a log file, a pipe) a few plain progress lines."
-    stream = file or sys.stderr
-    if disable or getattr(stream, "isatty", lambda: False)():
-        return tqdm(iterable, total=total, desc=desc, disable=disable, file=file, **kwargs)
-    return PlainProgress(iterable, total, desc, kwargs.get("initial", 0), kwargs.get("unit", "it"), file, every, seconds)
 
 # %% ../nbs/21_data.ipynb #f71c5cf4
 SUBIMAGE_SETS = {"DF2K": 3450, "DIV2K": 800} # high-resolution images each training set is cut from

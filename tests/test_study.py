@@ -61,7 +61,8 @@ def test_two_shards_merge_into_one_store(uninterrupted, tmp_path):
     "Two machines each run their shard into their own store; the stores are copied together; repeat until done."
     merged = tmp_path / "merged"
     assert cli("plan", merged, "--study", "smoke").returncode == 0
-    for round_ in range(6):
+    done = lambda: all(c["seeds_done"] == c["seeds_planned"] for c in map(json.loads, cli("status", merged, "--json").stdout.splitlines()))
+    for round_ in range(6):  # a round per stage: sweep, refine, final and ladder
         before = len(list((merged / "units").glob("*.json")))
         for i in (0, 1):
             mine = tmp_path / f"machine{i}"
@@ -69,10 +70,9 @@ def test_two_shards_merge_into_one_store(uninterrupted, tmp_path):
             r = cli("run", mine, "--shard", f"{i}/2", "--jobs", 1, "--work", tmp_path / f"work{i}")
             assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
             for f in (mine / "units").glob("*.json"): shutil.copy(f, merged / "units" / f.name)  # merging is copying
-        if len(list((merged / "units").glob("*.json"))) == before: break
-    assert scores(merged) == scores(uninterrupted)
-    s = [json.loads(l) for l in cli("status", merged, "--json").stdout.splitlines()]
-    assert all(c["seeds_done"] == c["seeds_planned"] for c in s)
+        assert len(list((merged / "units").glob("*.json"))) > before, f"round {round_}: the shards trained nothing"
+        if done(): break
+    assert done() and scores(merged) == scores(uninterrupted)
 
 
 @pytest.mark.parametrize("task", ["denoise", "deblur"])

@@ -1,10 +1,11 @@
 """Issue 34: `dil-causal study status` and `dil-causal study report` read a store without loading PyTorch or matplotlib
-(they start in about a second instead of five); only the commands that train, evaluate, restore or draw load them."""
+(they start in about a second instead of five), and `plan` names and hashes its data without them
+(`dil_causal.datasets`); only the commands that train, evaluate, restore or draw load them."""
 import json, sys
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, SMOKE_DATA as SHARED_DATA, run
 
 STORE = ROOT / "bench" / "results" / "study-cpu-narrow-dncnn-tiny"   # a committed store with an oracle arm: every section
 HEAVY = ("torch", "matplotlib")
@@ -32,6 +33,16 @@ def test_report_renders_the_whole_answer_without_torch_or_matplotlib():
     r = command_in_a_fresh_interpreter(["study", "report", str(STORE)])
     assert r["rc"] == 0 and r["out"] == report(STORE, write=False) + "\n"   # the whole answer, oracle sections included
     assert r["loaded"] == [], f"`dil-causal study report` imported {r['loaded']}"
+
+
+@pytest.mark.skipif(not SHARED_DATA, reason="the smoke study's data (CBSD432, CBSD68) is in ../shared/data: not here")
+def test_plan_hashes_its_data_without_torch(tmp_path):
+    r = command_in_a_fresh_interpreter(["study", "plan", str(tmp_path / "store"), "--study", "smoke"])
+    assert r["rc"] == 0 and "4 ready to run" in r["out"], r["out"][-500:]
+    assert r["loaded"] == [], f"`dil-causal study plan` imported {r['loaded']}"
+    from dil_causal.study import STUDIES, data_identity, study_root
+    data = json.loads((tmp_path / "store" / "study.json").read_text())["data"]  # what it named and hashed, torch-free
+    assert data == data_identity(STUDIES["smoke"], study_root()) and set(data["tests"]) == {"CBSD68", "Kodak24"}, data
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["study", "--help"], ["study", "status", "--help"], ["study", "report", "--help"]],

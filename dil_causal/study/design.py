@@ -20,7 +20,7 @@ PROTOCOL = 1 # the training protocol: bump only when training behaviour changes 
 class Task:
     "What a study restores: confounders (the seen ones train and validate, the unseen ones only test) and test sets."
     confounders: str|tuple # a preset of `dil_causal.confounders.PRESETS`, or ((family, degree, seen), ...)
-    tests: tuple # registered test sets (`dil_causal.data.DATASETS`), e.g. ("CBSD68", "Kodak24")
+    tests: tuple # registered test sets (`dil_causal.datasets.DATASETS`), e.g. ("CBSD68", "Kodak24")
     seen: str # how the seen degrees read in a table, e.g. "σ 5–20"
     unseen: str # how the unseen degrees read, e.g. "σ 30–50"
     pick: tuple|None = None # (family, degree): the unseen degree a counterfactual reader picks checkpoints by

@@ -13,7 +13,7 @@ import numpy as np
 
 from .design import ARMS, TASKS, Study
 from .store import STAGES, Store, Unit, make_unit
-# dil_causal.data (which loads torch) is imported inside the functions that read data: reading a store loads no torch
+from ..datasets import data_digest, data_root, find_dataset, image_files  # names and hashes files: no torch
 
 # %% auto #0
 __all__ = ['CPU_MS_PER_PASS', 'rank', 'selections', 'plan', 'study_root', 'dataset_folder', 'seeded_subsample', 'training_files',
@@ -93,7 +93,6 @@ def plan(study: Study, records: dict[str, dict], data: str) -> tuple[list[Unit],
 # %% ../../nbs/71c_study.planning.ipynb #f9009413
 def study_root(root: str|Path|None = None) -> Path:
     "The data root the studies read: `root`, else $DIL_DATA, else `../shared/data` beside the checkout if it exists."
-    from dil_causal.data import data_root
     if root or os.environ.get("DIL_DATA"): return data_root(root)
     import dil_causal
     shared = Path(dil_causal.__file__).resolve().parents[2] / "shared" / "data"
@@ -101,7 +100,6 @@ def study_root(root: str|Path|None = None) -> Path:
 
 def dataset_folder(name: str, root: Path) -> Path:
     "The folder of registered set `name` under `root`, or an error naming what is missing and where."
-    from dil_causal.data import find_dataset
     folder = find_dataset(name, root)
     if folder is None: raise FileNotFoundError(f"the study needs {name} under {root} (set --data or $DIL_DATA)")
     return folder
@@ -112,21 +110,19 @@ def seeded_subsample(files: list, n: int) -> list:
 
 def training_files(study: Study, root: Path) -> tuple[Path, list[Path]]:
     "The training folder and the files a study trains on: all of them, or a seeded subsample of `train_images`."
-    from dil_causal.data import image_files
     folder = dataset_folder(study.train, root)
     return folder, seeded_subsample(image_files(folder), study.train_images)
 
 _DIGESTS: dict = {}
 def _digest(name: str, n: int, root: Path) -> str|None:
     "The digest of the `n` files (`seeded_subsample`) of set `name` under `root` (`data_digest`; cached per process); None: absent."
-    from dil_causal.data import data_digest, find_dataset, image_files
     k = (name, n, str(root))
     if k not in _DIGESTS and (folder := find_dataset(name, root)) is not None:
         _DIGESTS[k] = data_digest(folder, [f.name for f in seeded_subsample(image_files(folder), n)])
     return _DIGESTS.get(k)
 
 def unit_data(study: Study, root: Path) -> str:
-    "The digest of the files `study` trains on (`dil_causal.data.data_digest`; cached per process)."
+    "The digest of the files `study` trains on (`dil_causal.datasets.data_digest`; cached per process)."
     dataset_folder(study.train, root)  # absent: an error naming it
     return _digest(study.train, study.train_images, root)
 
