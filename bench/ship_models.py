@@ -113,6 +113,15 @@ def card_psnr(model_file, folder, confounders) -> tuple[dict, dict]:
     return mean(run(load_model(model_file))), mean(run(None))
 
 
+def eval_command(name: str, task: str = "denoise") -> str:
+    "The command that reproduces a card's CBSD68 scores: `dil-causal eval` under the preset of the task's degrees."
+    from dil_causal.confounders import PRESETS
+    from dil_causal.study import TASKS
+    if PRESETS.get(task) != TASKS[task].confounder_list():
+        raise ValueError(f"task {task!r} has no confounder preset of the same degrees: `dil-causal eval` could not reproduce its card")
+    return f"dil-causal eval -n {name} --data CBSD68" + ("" if task == "denoise" else f" --preset {task}")
+
+
 def ship_from_store(store, arm: str, name: str, work=None, data_root=None, dest=None) -> dict:
     """Ship one seed of `arm` from a study store as `name`: of the arm's final seeds, the one whose last validation (the
     last point of its record's `curve`: seen degrees, held-out training images) is best; never a test image. Copies
@@ -157,7 +166,7 @@ def ship_from_store(store, arm: str, name: str, work=None, data_root=None, dest=
                 fit_config=fit, data=data_record(folder, fit["val"]), commit=best["commit"], hardware=best["hardware"],
                 torch=best["torch"], protocol="dil (test noise seeded 0 per image, clipped to [0, 1])",
                 psnr_cbsd68=psnr, psnr_input_cbsd68=psnr_input,
-                seen_sigmas=[int(d) if float(d).is_integer() else d for d in seen], eval_command=f"dil-causal eval -n {name} --data CBSD68",
+                seen_sigmas=[int(d) if float(d).is_integer() else d for d in seen], eval_command=eval_command(name, study.task),
                 standing=standing(store, arm, seed))
     (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(f"shipped {name}: {arm} seed {seed} ({best['name']}; final validation {best['curve'][-1]['val_psnr']:.3f} dB), "
@@ -208,7 +217,7 @@ def main(argv=None):
                     psnr_cbsd68={str(float(r.degree)): float(r.psnr) for r in table.itertuples()},
                     psnr_input_cbsd68={str(float(r.degree)): float(r.input_psnr) for r in table.itertuples()},
                     seen_sigmas=[int(c.degree) for c in as_confounders(cfg["confounders"]) if c.seen],
-                    eval_command=f"dil-causal eval -n {name} --data CBSD68")
+                    eval_command=eval_command(name))
         card["fit_config"]["data"] = card["data"]["set"]
         (dest / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
         print(f"shipped {name}: {arm} seed {card['seed']}, PSNR on CBSD68 {card['psnr_cbsd68']}")

@@ -133,3 +133,26 @@ def test_reproduce_pages_outline_two_levels_nested():
         assert levels[0] == 1 and levels.count(1) == 1, (name, "one title, first")
         assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), (name, "a heading skips a level", levels)
         assert sum(1 for lvl in levels if lvl == 2) <= 12, (name, "too many sections for one outline")
+
+
+def test_docs_build_runs_no_work_cells():
+    """nbdev's docs processing (`proc_nbs`, which the preview and Quarto builds run) executes, in every notebook that
+    exports, each cell holding an `import` anywhere in it. A cell that imports and then trains is trained again by every
+    docs build: 41_lir's did, 123 of the preview's 153 s on a fresh clone. Imports belong in the notebook's first hidden
+    cell (its setup); any other cell with an import holds imports only."""
+    import ast
+    offenders = []
+    for name in all_notebooks():
+        nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+        exports = lambda c: re.search(r"^#\|\s*(export|exports|exporti|exec_doc)\b", c.source, re.M)
+        if not any(exports(c) for c in code): continue  # nbdev runs nothing in a notebook without exports
+        setup = next((c for c in code if c.source.startswith("#| hide") and re.search(r"^(import|from) ", c.source, re.M)), None)
+        for i, c in enumerate(code):
+            if exports(c) or c is setup or "nbdev_export()" in c.source: continue
+            tree = ast.parse("\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+            if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)): continue
+            only_imports = lambda n: isinstance(n, (ast.Import, ast.ImportFrom)) or (
+                isinstance(n, ast.Try) and all(only_imports(m) or isinstance(m, ast.Assign) for m in n.body + sum((h.body for h in n.handlers), [])))
+            if not all(only_imports(n) for n in tree.body): offenders.append((name, c.source.splitlines()[0][:80]))
+    assert not offenders, offenders

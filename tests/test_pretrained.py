@@ -40,19 +40,25 @@ def test_restore_by_name_without_training(tmp_path):
 
 def test_card_psnr_is_reproduced_by_eval(tmp_path, shared_data):
     """One card, the bias-free DnCNN-tiny's (written from its study store by bench/ship_models.py, whose PSNR is measured
-    with eval's own code for every card): all 68 images at an unseen sigma, 50. The RRDB-tiny pair takes 5x as long
-    per image and runs the same code; one sigma stands for the card's six."""
+    with eval's own code for every card), through the command its card gives (`eval_command`, the narrow task's preset):
+    all 68 images at σ 75, a degree only that preset has. The RRDB-tiny pair takes 5x as long per image and runs the
+    same code; one sigma stands for the card's six."""
+    import shlex
+    import pandas as pd
     name, out = "erm_bias_free-narrow-dncnn-tiny", tmp_path / "scores.csv"
-    r = run([venv_bin("dil-causal"), "eval", "-n", name, "--data", str(shared_data / "CBSD68"), "--metrics", "psnr",
-             "--degrees", "50", "--output", str(out)],
+    card = model_card(name)
+    argv = shlex.split(card["eval_command"])
+    assert argv[:4] == ["dil-causal", "eval", "-n", name] and argv[argv.index("--preset") + 1] == "denoise-narrow", argv
+    argv[argv.index("--data") + 1] = str(shared_data / "CBSD68")
+    r = run([venv_bin("dil-causal"), *argv[1:], "--metrics", "psnr", "--degrees", "75", "--output", str(out)],
             env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    import pandas as pd
     df = pd.read_csv(out)
     mine = df[df.method != "input"].groupby("degree").psnr.mean()
-    card = {float(k): v for k, v in model_card(name)["psnr_cbsd68"].items()}
-    assert df.image.nunique() == 68 and set(mine.index) == {50.0} and len(df) == 2 * 68   # model and input rows
-    for sigma in mine.index: assert abs(mine[sigma] - card[sigma]) < 0.05, (sigma, mine[sigma], card[sigma])
+    scores = {float(k): v for k, v in card["psnr_cbsd68"].items()}
+    assert df.image.nunique() == 68 and set(mine.index) == {75.0} and len(df) == 2 * 68   # model and input rows
+    for sigma in mine.index: assert abs(mine[sigma] - scores[sigma]) < 0.05, (sigma, mine[sigma], scores[sigma])
+    for n in PAIR: assert "--preset" not in model_card(n)["eval_command"]  # the σ 5–20 pair: eval's default preset
 
 
 def test_cards_state_the_seeds_standing_from_the_study():
