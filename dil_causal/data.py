@@ -5,8 +5,7 @@
 # %% ../nbs/21_data.ipynb #fe2aa2d8
 from __future__ import annotations
 
-import hashlib, importlib.resources, math, os, shutil, stat, sys, tarfile, tempfile, time, urllib.parse, urllib.request, warnings, zipfile
-from dataclasses import dataclass
+import importlib.resources, os, shutil, stat, tarfile, tempfile, urllib.parse, urllib.request, warnings, zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -20,10 +19,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .datasets import (DATASETS, IMAGE_EXTENSIONS, DatasetSpec, _missing_message, _spec, data_digest, data_root,
-                                 find_dataset, image_files, read_manifests, sha256_file, verify_dataset)
+from .datasets import DATASETS, IMAGE_EXTENSIONS, DatasetSpec, _missing_message, _spec, data_root, find_dataset, image_files, sha256_file, verify_dataset
+from .datasets import data_digest, read_manifests  # noqa: F401  (re-exported: dil_causal.data.data_digest as before)
 from .files import pid_alive, umask
-from .progress import PlainProgress, progress
+from .progress import PlainProgress, progress  # noqa: F401  (re-exported, as before the move)
 
 # %% auto #0
 __all__ = ['SKIMAGE_TRAIN', 'SKIMAGE_TEST', 'MAX_PIXELS', 'ARCHIVE_KINDS', 'SUBIMAGE_SETS', 'MANIFEST', 'uint8_to_tensor',

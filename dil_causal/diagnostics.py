@@ -24,7 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn, Tensor
 
-from .data import load_images, progress as progress_bar
+from .data import load_images
+from .progress import progress as progress_bar
 from .distortions import GaussianNoise
 from .files import atomic_write
 from .models import load_model, model_device

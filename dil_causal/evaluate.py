@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 from torch import nn, Tensor
 
-from .data import progress as progress_bar, tensor_to_uint8
+from .data import tensor_to_uint8
+from .progress import progress as progress_bar
 from .models import model_device
 from .metrics import calculate_psnr, calculate_ssim
 from .sampler import Confounder, get_preset

@@ -21,7 +21,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .data import PatchDataset, load_images, progress
+from .data import PatchDataset, load_images
+from .progress import progress
 from .evaluate import evaluate
 from .distortions import motion_kernel
 from .files import atomic_write, read_history, run_folder

@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from .dncnn import DnCNN
 from .rrdb import RRDBNet
 from .swinir import SwinIR
-from ..data import DATASETS
+from ..datasets import DATASETS
 from ..files import atomic_write
 from .lir import LIR
 

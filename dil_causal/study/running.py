@@ -18,6 +18,7 @@ from .design import PROTOCOL, Study
 from .store import Store, Unit, adopt
 from .planning import estimate_seconds, in_shard, pending, study_root
 from . import unit as _unit
+from ..progress import progress as bar_of
 
 # %% auto #0
 __all__ = ['ENGINES', 'default_work', 'Claims', 'failures', 'failures_text', 'Engine', 'run']
@@ -200,7 +201,6 @@ def run(store: str|Path, # a study store (see `Store.create`)
 def _loop(st: Store, root: Path, work: Path, engine: Engine, pool: Executor, slots: int, threads: int|None, deadline: float|None,
           shard: str|None, max_units: int|None, reuse: bool, reuse_from: list|None, retry_failed: bool, progress: bool) -> list[dict]:
     "Plan, adopt, claim, check the deadline, submit; collect, write each record or failure; until nothing can start."
-    from dil_causal.progress import progress as bar_of
     claims, running, done, left, started = Claims(work), {}, [], {}, 0
     failed_before = set() if retry_failed else {f.get("key") for f in failures(st.path)}
     todo, waiting, _ = pending(st, root, shard)
