@@ -115,11 +115,14 @@ def card_psnr(model_file, folder, confounders) -> tuple[dict, dict]:
 
 def eval_command(name: str, task: str = "denoise") -> str:
     "The command that reproduces a card's CBSD68 scores: `dil-causal eval` under the preset of the task's degrees."
+    import inspect
+    from dil_causal.cli import eval_checkpoint
     from dil_causal.confounders import PRESETS
     from dil_causal.study import TASKS
     if PRESETS.get(task) != TASKS[task].confounder_list():
         raise ValueError(f"task {task!r} has no confounder preset of the same degrees: `dil-causal eval` could not reproduce its card")
-    return f"dil-causal eval -n {name} --data CBSD68" + ("" if task == "denoise" else f" --preset {task}")
+    default = inspect.signature(eval_checkpoint).parameters["preset"].default  # what `eval` tests without --preset
+    return f"dil-causal eval -n {name} --data CBSD68" + ("" if task == default else f" --preset {task}")
 
 
 def ship_from_store(store, arm: str, name: str, work=None, data_root=None, dest=None) -> dict:
