@@ -33,10 +33,11 @@ from .evaluate import PROTOCOLS, evaluate
 from .sampler import Confounder, get_preset
 
 # %% auto #0
-__all__ = ['FEATURE_LAYERS', 'ERROR_GRAPH', 'SCALES', 'DIAGNOSTICS', 'generalization_curve', 'pool', 'features',
-           'distorted_crops', 'probe_features', 'plot_probe', 'distortion_probe', 'invariance_table', 'plot_invariance',
-           'counterfactual_invariance', 'restoration_errors', 'dowhy_slope', 'plot_degree_effect', 'degree_effect',
-           'diagnose', 'removed_noise', 'scale_equivariance', 'mechanism_table', 'diagnose_store']
+__all__ = ['FEATURE_LAYERS', 'ERROR_GRAPH', 'SCALES', 'DIAGNOSTICS', 'RETRAIN_TOLERANCE', 'generalization_curve', 'pool',
+           'features', 'distorted_crops', 'probe_features', 'plot_probe', 'distortion_probe', 'invariance_table',
+           'plot_invariance', 'counterfactual_invariance', 'restoration_errors', 'dowhy_slope', 'plot_degree_effect',
+           'degree_effect', 'diagnose', 'removed_noise', 'scale_equivariance', 'mechanism_table', 'retrain_final',
+           'diagnose_store']
 
 # %% ../nbs/52_diagnostics.ipynb #990031c7
 def generalization_curve(results: pd.DataFrame, # `evaluate` rows with a `method` column
@@ -508,12 +509,47 @@ def _by_arm(rows: list[dict]) -> list[dict]: # per arm and σ: the number of mod
     return groups.agg(models=("model", "size"), removed_sigma=("removed_sigma", "mean"), ratio=("ratio", "mean"),
                       equivariance=("equivariance", "mean")).reset_index().to_dict("records")
 
+RETRAIN_TOLERANCE = 0.01 # dB: a retrained model stands for its unit when every test PSNR is this close to the record's
+
+def retrain_final(store, # the study's `Store`
+                  rec: dict, # a final unit's checked record
+                  work: Path, # the store's work folder: the model goes to `work/models/<name>.safetensors`
+                  root: Path, # the data root the unit trained on
+                 ) -> float: # the largest |PSNR difference| (dB) between the retrained model's test scores and the record's
+    ("Train a final unit again from its record (one thread, in `work/retrain`, never the store) and keep its model only if"
+     " its test scores reproduce the record's within `RETRAIN_TOLERANCE`: then it is the unit's model, not a sibling.")
+    from dil_causal.study import make_unit, train_unit
+    u = rec["unit"]
+    unit = make_unit(store.study, "final", u["arm"], dict(u["rates"]), u["seed"], u["passes"], rec["data"]["digest"])
+    if unit.key != rec["key"]:
+        raise ValueError(f"{rec['name']}: this study makes the key {unit.key} of the record's fields, not {rec['key']}; "
+                         "the package's training settings changed since it ran, so it cannot be trained again as it was")
+    scratch = work / "retrain"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the study's workers train: the same reductions, the same weights
+    try: again = train_unit(store.study, unit, scratch, root)
+    finally: torch.set_num_threads(threads)
+    score = lambda t: {(x["weights"], x["dataset"], x["family"], x["degree"]): x["psnr"] for x in t}
+    want, got = score(rec["tests"]), score(again["tests"])
+    diff = max(abs(want[k] - got.get(k, math.inf)) for k in want)
+    model = scratch / "models" / f"{unit.name}.safetensors"
+    if diff <= RETRAIN_TOLERANCE:
+        (work / "models").mkdir(parents=True, exist_ok=True)
+        model.replace(work / "models" / model.name)
+    else:
+        warnings.warn(f"{unit.name}: trained again, its test PSNR differs from the record's by up to {diff:.3g} dB "
+                      f"(> {RETRAIN_TOLERANCE}); not used: it stays missing (the retrained weights are in {model})")
+    (scratch / unit.key / "record.json").unlink(missing_ok=True)
+    if (scratch / unit.key).is_dir() and not any((scratch / unit.key).iterdir()): (scratch / unit.key).rmdir()
+    return round(diff, 6)
+
 def diagnose_store(store: str|Path, # a study store (`dil_causal.study.Store`)
                    work: str|Path|None = None, # its work folder, where `models/<unit name>.safetensors` are (default: `default_work(store)`)
                    data: str|Path|None = None, # the data root with the task's test sets (default: `study_root()`)
                    scales: Sequence[float] = SCALES, # the factors of the equivariance test
                    progress: bool = True, # a progress bar over the models
-                  ) -> dict: # what `STORE/diagnostics.json` holds: the test set, σ, one row per model and σ, missing models
+                   retrain: bool = False, # train a final unit whose model file is missing again from its record (`retrain_final`)
+                  ) -> dict: # what `STORE/diagnostics.json` holds: the test set, σ, one row per model and σ, missing and retrained models
     "`mechanism_table` for every final model of a study store, on its task's first test set; written to `diagnostics.json`."
     from dil_causal.study import TASKS, dataset_folder, default_work, load_test_set, read_store, study_root  # only here: importing diagnostics stays light
     view = read_store(store, data)  # the plan's checked records only, as every report reads them
@@ -524,14 +560,16 @@ def diagnose_store(store: str|Path, # a study store (`dil_causal.study.Store`)
     images = load_test_set(dataset_folder(task.tests[0], study_root(data)), study.eval_images, study.eval_crop)
     finals = sorted((r for r in view.records.values() if r["unit"]["stage"] == "final"), key=lambda r: r["name"])
     files = {r["name"]: work / "models" / f"{r['name']}.safetensors" for r in finals}
-    rows = []
+    rows, retrained = [], {}
     for r in progress_bar(finals, desc="diagnose", unit="model", disable=not progress):
+        if retrain and not files[r["name"]].is_file():
+            retrained[r["name"]] = retrain_final(st, r, work, study_root(data))
         if not files[r["name"]].is_file(): continue
         table = mechanism_table({r["name"]: load_model(files[r["name"]]).eval()}, images, sigmas, seen, scales)
         rows += table.assign(arm=r["unit"]["arm"], seed=r["unit"]["seed"]).to_dict("records")
     out = dict(store=st.path.name, task=study.task, backbone=study.backbone, test_set=task.tests[0], images=len(images),
                crop=study.eval_crop, protocol="dil", sigmas=sigmas, seen=seen, scales=[float(a) for a in scales],
                models=sorted({r["model"] for r in rows}), missing=[n for n, f in files.items() if not f.is_file()],
-               rows=rows, summary=_by_arm(rows))
+               retrained=retrained, rows=rows, summary=_by_arm(rows))
     atomic_write(st.path / DIAGNOSTICS, lambda p: p.write_text(json.dumps(out, indent=1)))
     return out
