@@ -39,11 +39,20 @@ def load_test_set(folder: str|Path, # a folder of test images
     return out
 
 # %% ../../nbs/71d_study.unit.ipynb #2995a3a5
+def _cpu_model() -> str:
+    "The CPU's model name as Linux reports it (`/proc/cpuinfo`), else what `platform` knows, else ''."
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")): return line.split(":", 1)[1].strip()
+    except OSError: pass
+    return platform.processor()
+
 def machine() -> str:
-    "The hardware a unit ran on, in words."
+    "The hardware a unit ran on, in words: the GPU's name, else the architecture, the CPU's model and the core count."
     import torch
     if torch.cuda.is_available(): return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    model = _cpu_model()
+    return f"{platform.machine()}{f' ({model})' if model and model != platform.machine() else ''}, {os.cpu_count()} CPU cores"
 
 def source_commit() -> str:
     "The commit of the package's checkout (recorded in each unit, never keyed), or its version outside a checkout."
