@@ -12,6 +12,8 @@ the study's own test (`standing`): the pair illustrates, the study decides.
   dil_sf-denoise-tiny   the study's tuned DIL_sf (the content setting whose final validation was better)
 
   erm_bias_free-narrow-dncnn-tiny   ERM bias-free of the oracle study cpu-narrow-dncnn-tiny (σ 5 and 10 seen)
+  dil_sf-narrow-rrdb-tiny           DIL_sf of the oracle study cpu-narrow-rrdb-tiny (σ 5 and 10 seen), where DIL_sf
+                                    recovers part of the oracle gap (4 %, 2 to 7 %, 5 seeds)
 
 A CSV result set of the former one-sitting script (final_curves.csv, meta.json; --study) ships the pair above; a store
 (--store, with --arm and --name) ships one arm's seed, its model file taken from the store's work folder

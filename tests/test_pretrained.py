@@ -12,7 +12,8 @@ from dil_causal.models import model_card, pretrained, pretrained_names, pretrain
 
 PAIR = ["erm-denoise-tiny", "dil_sf-denoise-tiny"]   # seed 4 of ERM and DIL_sf, rrdb-tiny, σ 5-20 (study-cpu-denoise)
 BIAS_FREE = "erm_bias_free-narrow-dncnn-tiny"         # ERM bias-free of the oracle study, DnCNN-tiny, σ 5 and 10 seen
-NAMES = PAIR + [BIAS_FREE]
+DIL_RRDB = "dil_sf-narrow-rrdb-tiny"                  # DIL_sf of the oracle study on RRDB-tiny, σ 5 and 10 seen (cell 3)
+NAMES = PAIR + [BIAS_FREE, DIL_RRDB]
 
 
 def test_models_are_shipped_and_listed():
@@ -59,6 +60,7 @@ def test_card_psnr_is_reproduced_by_eval(tmp_path, shared_data):
     assert df.image.nunique() == 68 and set(mine.index) == {75.0} and len(df) == 2 * 68   # model and input rows
     for sigma in mine.index: assert abs(mine[sigma] - scores[sigma]) < 0.05, (sigma, mine[sigma], scores[sigma])
     for n in PAIR: assert "--preset" not in model_card(n)["eval_command"]  # the σ 5–20 pair: eval's default preset
+    assert "--preset denoise-narrow" in model_card(DIL_RRDB)["eval_command"]  # the narrow task's, as the bias-free card's
 
 
 def test_cards_state_the_seeds_standing_from_the_study():
