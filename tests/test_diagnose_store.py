@@ -37,17 +37,4 @@ def test_diagnose_store_script(shared_data, smoke_store, tmp_path):
     assert out["missing"] == [] and out["models"] == finals and list(out["retrained"]) == [finals[0]]
     assert out["retrained"][finals[0]] <= 0.01 and (work / "models" / f"{finals[0]}.safetensors").is_file()
     assert "4 models on CBSD68 (1 images), 0 missing, 1 trained again" in r.stdout
-
-    # a record whose scores the retrained model does not reproduce (edited by hand here): that model is not used
-    (work / "models" / f"{finals[0]}.safetensors").unlink()
-    unit = store / "units" / f"{finals[0]}.json"
-    rec = json.loads(unit.read_text())
-    for x in rec["tests"]: x["psnr"] += 1.0
-    unit.write_text(json.dumps(rec))
-    before = {f.name: f.read_bytes() for f in (store / "units").iterdir()}
-    r = run(script + ["--no-progress", "--retrain"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "differs from the record's by up to 1 dB" in r.stderr and "not used" in r.stderr
-    out = json.loads((store / "diagnostics.json").read_text())
-    assert out["missing"] == [finals[0]] and abs(out["retrained"][finals[0]] - 1.0) < 1e-6
-    assert {f.name: f.read_bytes() for f in (store / "units").iterdir()} == before  # the store's records untouched
+    # (a record the retrained model does not reproduce is refused: nbs/52_diagnostics.ipynb checks it in process)
