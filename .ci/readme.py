@@ -33,7 +33,7 @@ if __name__ == "__main__":
         if (n := len(text.split())) >= MAX_WORDS:
             sys.exit(f"README.md has {n:,} words (as `wc -w` counts them), {MAX_WORDS:,} or more: move detail from "
                      "nbs/index.ipynb to a docs page")
-        print(f"README.md is current ({len(text.split()):,} words)")
+        print(f"README.md is current ({n:,} words)")
     else:
         readme.write_text(text)
         print(f"wrote {readme}")

@@ -5,7 +5,7 @@
 # %% ../nbs/52_diagnostics.ipynb #9d2c83c6
 from __future__ import annotations
 
-import json, logging, math, warnings
+import json, logging, math, shutil, warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -518,12 +518,8 @@ def retrain_final(store, # the study's `Store`
                  ) -> float: # the largest |PSNR difference| (dB) between the retrained model's test scores and the record's
     ("Train a final unit again from its record (one thread, in `work/retrain`, never the store) and keep its model only if"
      " its test scores reproduce the record's within `RETRAIN_TOLERANCE`: then it is the unit's model, not a sibling.")
-    from dil_causal.study import make_unit, train_unit
-    u = rec["unit"]
-    unit = make_unit(store.study, "final", u["arm"], dict(u["rates"]), u["seed"], u["passes"], rec["data"]["digest"])
-    if unit.key != rec["key"]:
-        raise ValueError(f"{rec['name']}: this study makes the key {unit.key} of the record's fields, not {rec['key']}; "
-                         "the package's training settings changed since it ran, so it cannot be trained again as it was")
+    from dil_causal.study import check_record, train_unit
+    unit = check_record(store.study, rec)  # the unit the record records, its key recomputed from its fields
     scratch = work / "retrain"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the study's workers train: the same reductions, the same weights
@@ -539,8 +535,7 @@ def retrain_final(store, # the study's `Store`
     else:
         warnings.warn(f"{unit.name}: trained again, its test PSNR differs from the record's by up to {diff:.3g} dB "
                       f"(> {RETRAIN_TOLERANCE}); not used: it stays missing (the retrained weights are in {model})")
-    (scratch / unit.key / "record.json").unlink(missing_ok=True)
-    if (scratch / unit.key).is_dir() and not any((scratch / unit.key).iterdir()): (scratch / unit.key).rmdir()
+    shutil.rmtree(scratch / unit.key, ignore_errors=True)  # what train_unit left there: the record, already compared
     return round(diff, 6)
 
 def diagnose_store(store: str|Path, # a study store (`dil_causal.study.Store`)
@@ -557,15 +552,16 @@ def diagnose_store(store: str|Path, # a study store (`dil_causal.study.Store`)
     study, task = st.study, TASKS[st.study.task]
     work = Path(work) if work else default_work(st.path)
     sigmas, seen = _noise_levels(task, study.task)
-    images = load_test_set(dataset_folder(task.tests[0], study_root(data)), study.eval_images, study.eval_crop)
+    root = study_root(data)
+    images = load_test_set(dataset_folder(task.tests[0], root), study.eval_images, study.eval_crop)
     finals = sorted((r for r in view.records.values() if r["unit"]["stage"] == "final"), key=lambda r: r["name"])
     files = {r["name"]: work / "models" / f"{r['name']}.safetensors" for r in finals}
     rows, retrained = [], {}
     for r in progress_bar(finals, desc="diagnose", unit="model", disable=not progress):
-        if retrain and not files[r["name"]].is_file():
-            retrained[r["name"]] = retrain_final(st, r, work, study_root(data))
-        if not files[r["name"]].is_file(): continue
-        table = mechanism_table({r["name"]: load_model(files[r["name"]]).eval()}, images, sigmas, seen, scales)
+        f = files[r["name"]]
+        if retrain and not f.is_file(): retrained[r["name"]] = retrain_final(st, r, work, root)
+        if not f.is_file(): continue
+        table = mechanism_table({r["name"]: load_model(f).eval()}, images, sigmas, seen, scales)
         rows += table.assign(arm=r["unit"]["arm"], seed=r["unit"]["seed"]).to_dict("records")
     out = dict(store=st.path.name, task=study.task, backbone=study.backbone, test_set=task.tests[0], images=len(images),
                crop=study.eval_crop, protocol="dil", sigmas=sigmas, seen=seen, scales=[float(a) for a in scales],
